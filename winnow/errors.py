@@ -1,0 +1,51 @@
+"""Typed errors. Every failure a user can cause raises one of these, with a message that names the
+bad value and what is allowed instead."""
+
+from __future__ import annotations
+
+
+class WinnowError(Exception):
+    """Base class of every error winnow raises on purpose."""
+
+
+class InvalidArgumentError(WinnowError, ValueError):
+    """A parameter has a value outside what is allowed."""
+
+
+class CorpusError(WinnowError):
+    """A corpus file could not be read: names the file and the line or record."""
+
+    def __init__(self, path: str, location: str | int | None, message: str) -> None:
+        self.path = str(path)
+        self.location = location
+        self.reason = message
+        where = f"{self.path}" if location is None else f"{self.path}, {_where(location)}"
+        super().__init__(f"{where}: {message}")
+
+
+def _where(location: str | int) -> str:
+    return f"line {location}" if isinstance(location, int) else str(location)
+
+
+class ModelNotFoundError(WinnowError):
+    """A model name resolved to nothing offline and the hub could not be reached."""
+
+
+class MissingDependencyError(WinnowError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+class CollectionError(WinnowError):
+    """A collection is missing, already exists, or cannot be used as asked."""
+
+
+class CollectionNotFoundError(CollectionError):
+    pass
+
+
+class CollectionExistsError(CollectionError):
+    pass
+
+
+class IncompatibleCollectionError(CollectionError):
+    """The collection was built with another model or an unknown format version."""

@@ -1,0 +1,107 @@
+"""Frozen dataclasses shared by every stage of the pipeline.
+
+A query flows one way: corpus -> chunks -> first-stage indexes -> candidates -> reranker -> ranking.
+Each stage hands the next one of the types below; none of them is mutated after creation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+
+def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value or {}))
+
+
+@dataclass(frozen=True)
+class Document:
+    """One document as read from a corpus."""
+
+    id: str
+    text: str
+    title: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metadata", _frozen_mapping(self.metadata))
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage of a document: ``text == document.text[start:end]``.
+
+    ``index`` is the chunk's position in its document (0-based). The title is kept so that every
+    chunk of a titled document is encoded with its title in front (see :attr:`content`).
+    """
+
+    doc_id: str
+    index: int
+    text: str
+    start: int
+    end: int
+    title: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.doc_id}#{self.index}"
+
+    @property
+    def content(self) -> str:
+        """What the models read: title and text, as BEIR's dense baselines do."""
+        return f"{self.title} {self.text}" if self.title else self.text
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One result of a search.
+
+    ``score``/``rank`` are the final ones (1-based rank). ``first_stage_*`` say where the first stage had
+    this hit; after reranking ``rerank_score`` holds the reranker's own score. ``chunk`` is the chunk id that
+    scored best for this document (``doc#n``), or ``None`` where the stage ranks whole documents.
+    """
+
+    doc_id: str
+    score: float
+    rank: int
+    text: str = ""
+    title: str = ""
+    chunk: str | None = None
+    first_stage_rank: int | None = None
+    first_stage_score: float | None = None
+    rerank_score: float | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metadata", _frozen_mapping(self.metadata))
+
+    @property
+    def movement(self) -> int | None:
+        """Places gained by reranking (positive moved up); ``None`` when the first stage had no rank."""
+        if self.first_stage_rank is None:
+            return None
+        return self.first_stage_rank - self.rank
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """An ordered list of hits for one query, with the time each stage took (milliseconds)."""
+
+    query: str
+    hits: tuple[Hit, ...]
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hits", tuple(self.hits))
+        object.__setattr__(self, "timings_ms", _frozen_mapping(self.timings_ms))
+
+    def __len__(self) -> int:
+        return len(self.hits)
+
+    def __iter__(self):
+        return iter(self.hits)
+
+    @property
+    def doc_ids(self) -> list[str]:
+        return [h.doc_id for h in self.hits]
