@@ -1,0 +1,250 @@
+"""The ``winnow`` command. Each subcommand imports its code only when it runs, so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from winnow.errors import WinnowError
+
+log = logging.getLogger("winnow")
+
+
+def _home(args) -> Path | None:
+    return Path(args.data) if args.data else None
+
+
+# -- index ---------------------------------------------------------------------------------------
+def cmd_index(args) -> int:
+    from winnow.collection import Collection
+    from winnow.corpus import read_documents
+
+    docs = read_documents(
+        args.path,
+        format=args.format,
+        id_field=args.id_field,
+        text_field=args.text_field,
+        title_field=args.title_field,
+    )
+    print(f"read {len(docs)} documents from {args.path}", file=sys.stderr)
+    with Collection.open_or_create(
+        args.collection, home=_home(args), model=args.model, window=args.window, overlap=args.overlap
+    ) as col:
+        report = col.add(docs, upsert=True, progress=not args.quiet)
+        info = col.info()
+    print(
+        f"collection {info.name!r}: +{report.added} added, {report.updated} updated, {report.unchanged} unchanged; "
+        f"{report.chunks_encoded} chunks encoded in {report.seconds:.1f} s; now {info.documents} documents, "
+        f"{info.chunks} chunks ({info.path})"
+    )
+    return 0
+
+
+# -- search --------------------------------------------------------------------------------------
+def cmd_search(args) -> int:
+    from winnow.collection import Collection
+
+    reranker = None
+    if args.rerank:
+        from winnow.rerank.cross_encoder import CrossEncoderReranker
+
+        reranker = CrossEncoderReranker(args.rerank, max_length=args.max_length, sigmoid=args.sigmoid)
+    with Collection.open(args.collection, home=_home(args)) as col:
+        ranking = col.search(
+            args.query,
+            method=args.method,
+            top_k=args.top_k,
+            depth=args.depth,
+            reranker=reranker,
+            dense_index=args.dense_index,
+        )
+    if args.json:
+        print(json.dumps(ranking_to_json(ranking), indent=2, ensure_ascii=False))
+    else:
+        print(format_ranking(ranking, method=args.method, reranked=reranker is not None, top_k=args.top_k))
+    return 0
+
+
+def ranking_to_json(ranking) -> dict:
+    return {
+        "query": ranking.query,
+        "timings_ms": {k: round(v, 3) for k, v in ranking.timings_ms.items()},
+        "hits": [
+            {
+                "rank": h.rank,
+                "doc_id": h.doc_id,
+                "score": h.score,
+                "first_stage_rank": h.first_stage_rank,
+                "first_stage_score": h.first_stage_score,
+                "rerank_score": h.rerank_score,
+                "chunk": h.chunk,
+                "title": h.title,
+                "text": h.text,
+                "metadata": dict(h.metadata),
+            }
+            for h in ranking.hits
+        ],
+    }
+
+
+def movement(hit, top_k: int) -> str:
+    """How a hit moved between the first stage and the final list: up, down, same, or new to the top k."""
+    if hit.first_stage_rank is None:
+        return ""
+    if hit.first_stage_rank > top_k:
+        return "new"
+    delta = hit.first_stage_rank - hit.rank
+    return "=" if delta == 0 else (f"up {delta}" if delta > 0 else f"down {-delta}")
+
+
+def format_ranking(ranking, *, method: str, reranked: bool, top_k: int, width: int = 72) -> str:
+    lines = [f"query: {ranking.query!r}   first stage: {method}" + ("   reranked" if reranked else "")]
+    if not ranking.hits:
+        lines.append("(no results)")
+    header = f"{'#':>3}  {'score':>8}  {'1st stage':>9}  {'change':<8}  document"
+    lines.append(header)
+    for h in ranking.hits:
+        snippet = (f"{h.title}: {h.text}" if h.title else h.text).replace("\n", " ")
+        if len(snippet) > width:
+            snippet = snippet[: width - 1] + "…"
+        first = f"#{h.first_stage_rank}" if h.first_stage_rank is not None else "-"
+        change = movement(h, top_k) if reranked else ""
+        lines.append(f"{h.rank:>3}  {h.score:>8.4f}  {first:>9}  {change:<8}  [{h.doc_id}] {snippet}")
+    if reranked:
+        moved = [h for h in ranking.hits if movement(h, top_k) not in ("=", "")]
+        lines.append(f"changes in ranking: {len(moved)} of {len(ranking.hits)} hits moved")
+    total = sum(ranking.timings_ms.values())
+    parts = " · ".join(f"{k} {v:.1f} ms" for k, v in ranking.timings_ms.items())
+    lines.append(f"time: {parts} · total {total:.1f} ms")
+    return "\n".join(lines)
+
+
+# -- collections ---------------------------------------------------------------------------------
+def cmd_collections(args) -> int:
+    from winnow.collection import default_home, list_collections
+
+    infos = list_collections(_home(args))
+    if args.json:
+        print(json.dumps([{**i.__dict__, "path": str(i.path)} for i in infos], indent=2))
+        return 0
+    if not infos:
+        print(f"no collections in {_home(args) or default_home()}")
+        return 0
+    print(f"{'name':<20} {'documents':>9} {'chunks':>8}  {'model':<40} updated")
+    for i in infos:
+        print(f"{i.name:<20} {i.documents:>9} {i.chunks:>8}  {i.model:<40} {i.updated}")
+    return 0
+
+
+def cmd_delete_docs(args) -> int:
+    from winnow.collection import Collection
+
+    ids = list(args.ids)
+    if args.ids_file:
+        ids += [line.strip() for line in Path(args.ids_file).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not ids:
+        raise WinnowError("no document ids given: pass ids as arguments or --ids-file FILE")
+    with Collection.open(args.collection, home=_home(args)) as col:
+        report = col.delete(ids)
+        n = len(col)
+    print(f"deleted {report.deleted} documents from {args.collection!r}; {n} remain")
+    if report.missing:
+        print(f"not found ({len(report.missing)}): {', '.join(report.missing[:20])}", file=sys.stderr)
+    return 0
+
+
+def cmd_drop(args) -> int:
+    from winnow.collection import drop_collection
+
+    path = drop_collection(args.collection, home=_home(args))
+    print(f"dropped collection {args.collection!r} ({path})")
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="winnow", description="Two-stage search: a fast first stage, then a reranker.")
+    p.add_argument("--data", metavar="DIR", help="collections folder (default: $WINNOW_HOME or ~/.local/share/winnow)")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("index", help="read a corpus and add it to a collection (created if new)")
+    s.add_argument("path", help="BEIR folder or corpus.jsonl, a .jsonl/.csv file, or a folder of .txt/.md files")
+    s.add_argument("--collection", "-c", required=True, metavar="NAME")
+    s.add_argument("--format", choices=["beir", "jsonl", "csv", "folder"], help="default: detected from the path")
+    s.add_argument("--id-field", default="_id")
+    s.add_argument("--text-field", default="text")
+    s.add_argument("--title-field", default="title")
+    s.add_argument("--model", default=None, help="bi-encoder id or path (new collections; default all-MiniLM-L6-v2)")
+    s.add_argument("--window", type=int, default=256, help="chunk window in tokens (new collections)")
+    s.add_argument("--overlap", type=int, default=32, help="chunk overlap in tokens (new collections)")
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_index)
+
+    s = sub.add_parser("search", help="search a collection, optionally reranking the first stage's candidates")
+    s.add_argument("collection", metavar="NAME")
+    s.add_argument("query")
+    s.add_argument("--method", choices=["bm25", "dense", "hybrid"], default="hybrid")
+    s.add_argument("--rerank", metavar="MODEL", help="cross-encoder id or path; omit for first stage only")
+    s.add_argument("--depth", type=int, default=100, help="candidates the reranker reads (default 100)")
+    s.add_argument("--top-k", type=int, default=10)
+    s.add_argument("--max-length", type=int, default=None, help="reranker max tokens per pair")
+    s.add_argument("--sigmoid", action="store_true", help="reranker scores in 0..1")
+    s.add_argument("--dense-index", choices=["auto", "exact", "hnsw"], default="auto")
+    s.add_argument("--json", action="store_true", help="print the ranking as JSON")
+    s.set_defaults(func=cmd_search)
+
+    s = sub.add_parser("collections", help="list collections")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_collections)
+
+    s = sub.add_parser("delete-docs", help="delete documents from a collection by id")
+    s.add_argument("collection", metavar="NAME")
+    s.add_argument("ids", nargs="*", metavar="ID")
+    s.add_argument("--ids-file", metavar="FILE", help="a file with one id per line")
+    s.set_defaults(func=cmd_delete_docs)
+
+    s = sub.add_parser("drop", help="delete a whole collection")
+    s.add_argument("collection", metavar="NAME")
+    s.set_defaults(func=cmd_drop)
+
+    for register in _extensions():
+        register(sub)
+    return p
+
+
+def _extensions():
+    """Subcommands living beside their code (eval, serve, train ...): each module registers its own."""
+    import importlib
+
+    for module in ("winnow.evaluate.cli", "winnow.serve.cli", "winnow.train.cli"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        yield mod.register
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return args.func(args)
+    except WinnowError as exc:
+        print(f"winnow: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("winnow: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""First stage + second stage, with the time each took.
+
+``Pipeline(first_stage, reranker, depth, top_k).search(query)`` asks the first stage for ``depth``
+candidates, reranks them, and keeps ``top_k``. Each hit says where the first stage had it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Callable, Sequence
+
+from winnow.errors import InvalidArgumentError
+from winnow.rerank.base import Reranker
+from winnow.retrieve.base import Retriever
+from winnow.types import Ranking
+
+
+def _identity(ranking: Ranking) -> Ranking:
+    return ranking
+
+
+class Pipeline:
+    def __init__(
+        self,
+        first_stage: Retriever,
+        reranker: Reranker | None = None,
+        *,
+        depth: int = 100,
+        top_k: int = 10,
+        hydrate: Callable[[Ranking], Ranking] = _identity,
+    ) -> None:
+        if top_k < 1:
+            raise InvalidArgumentError(f"top_k must be >= 1, got {top_k}")
+        if depth < top_k:
+            raise InvalidArgumentError(f"depth must be >= top_k ({top_k}) so the reranker has enough candidates, got {depth}")
+        self.first_stage = first_stage
+        self.reranker = reranker
+        self.depth = depth
+        self.top_k = top_k
+        self.hydrate = hydrate
+
+    def search(self, query: str) -> Ranking:
+        return self.search_many([query])[0]
+
+    def search_many(self, queries: Sequence[str]) -> list[Ranking]:
+        if isinstance(queries, str):
+            raise InvalidArgumentError("search_many takes a list of queries, got one string; use search()")
+        for q in queries:
+            if not isinstance(q, str) or not q.strip():
+                raise InvalidArgumentError(f"query must be a non-empty string, got {q!r}")
+        k = self.depth if self.reranker is not None else self.top_k
+        first = self.first_stage.search_many(list(queries), k)
+        return [self._second_stage(r) for r in first]
+
+    def _second_stage(self, first: Ranking) -> Ranking:
+        start = time.perf_counter()
+        candidates = self.hydrate(first)
+        hydrate_ms = (time.perf_counter() - start) * 1000.0
+        timings = dict(first.timings_ms)
+        timings["fetch"] = hydrate_ms
+        if self.reranker is None:
+            hits = tuple(replace(h, first_stage_rank=h.rank, first_stage_score=h.score) for h in candidates.hits)
+            return Ranking(first.query, hits[: self.top_k], timings)
+        reranked = self.reranker.rank(first.query, candidates.hits, top_k=self.top_k)
+        timings.update(reranked.timings_ms)
+        return Ranking(first.query, reranked.hits, timings)

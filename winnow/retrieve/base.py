@@ -1,0 +1,110 @@
+"""What every first-stage retriever shares: ``search(query, k) -> Ranking`` over whole documents.
+
+Indexes hold chunks under int64 keys; a retriever maps keys back to documents and keeps each
+document's best chunk (max over chunks), over-fetching chunks until ``k`` documents are found.
+Hits come back without text: the collection fills text in for the few hits that need it.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from winnow.errors import InvalidArgumentError
+from winnow.types import Hit, Ranking
+
+# key -> (document id, chunk index)
+KeyMap = Mapping[int, tuple[str, int]]
+# (queries, number of chunks) -> per query (keys, scores)
+ChunkSearch = Callable[[Sequence[str], int], tuple[np.ndarray, np.ndarray]]
+
+
+class Retriever(ABC):
+    name: str = "retriever"
+
+    def search(self, query: str, k: int) -> Ranking:
+        return self.search_many([query], k)[0]
+
+    @abstractmethod
+    def search_many(self, queries: Sequence[str], k: int) -> list[Ranking]:
+        """Best ``k`` documents for each query, in the queries' order."""
+
+
+class ChunkRetriever(Retriever):
+    """A retriever over one chunk index: subclasses say how to search chunks, this collapses to documents."""
+
+    def __init__(self, index, keymap: KeyMap, *, n_docs: int) -> None:
+        self.index = index
+        self.keymap = keymap
+        self.n_docs = n_docs
+
+    @abstractmethod
+    def search_chunks(self, queries: Sequence[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Best ``n`` chunk keys and scores per query, best first."""
+
+    def search_many(self, queries: Sequence[str], k: int) -> list[Ranking]:
+        return search_documents(
+            queries,
+            k,
+            search_chunks=self.search_chunks,
+            keymap=self.keymap,
+            n_chunks=len(self.index),
+            n_docs=self.n_docs,
+            stage=self.name,
+        )
+
+
+def check_k(k: int) -> None:
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise InvalidArgumentError(f"k must be an integer >= 1, got {k!r}")
+
+
+def collapse(keys: np.ndarray, scores: np.ndarray, keymap: KeyMap, k: int) -> tuple[Hit, ...]:
+    """Chunk hits (sorted best first) -> the first ``k`` distinct documents, each at its best chunk."""
+    hits: list[Hit] = []
+    seen: set[str] = set()
+    for key, score in zip(keys.tolist(), scores.tolist()):
+        if key < 0 or key not in keymap:
+            continue
+        doc_id, index = keymap[key]
+        if doc_id in seen:
+            continue
+        seen.add(doc_id)
+        hits.append(Hit(doc_id=doc_id, score=float(score), rank=len(hits) + 1, chunk=f"{doc_id}#{index}"))
+        if len(hits) == k:
+            break
+    return tuple(hits)
+
+
+def search_documents(
+    queries: Sequence[str],
+    k: int,
+    *,
+    search_chunks: ChunkSearch,
+    keymap: KeyMap,
+    n_chunks: int,
+    n_docs: int,
+    stage: str,
+) -> list[Ranking]:
+    """Run a chunk-level search and collapse to documents, fetching more chunks where too few docs came back."""
+    check_k(k)
+    start = time.perf_counter()
+    want = min(k, n_docs)
+    fetch = min(n_chunks, k if n_chunks == n_docs else k * 4)
+    results: list[tuple[Hit, ...] | None] = [None] * len(queries)
+    todo = list(range(len(queries)))
+    while todo:
+        keys, scores = search_chunks([queries[i] for i in todo], max(fetch, 1))
+        retry = []
+        for row, i in enumerate(todo):
+            hits = collapse(keys[row], scores[row], keymap, k)
+            results[i] = hits
+            if len(hits) < want and fetch < n_chunks:
+                retry.append(i)
+        todo = retry
+        fetch = min(n_chunks, fetch * 4)
+    per_query_ms = (time.perf_counter() - start) * 1000.0 / max(1, len(queries))
+    return [Ranking(q, hits or (), {stage: per_query_ms}) for q, hits in zip(queries, results)]

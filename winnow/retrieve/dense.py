@@ -1,0 +1,19 @@
+"""Dense first stage: encode the query with the bi-encoder, search a vector index (exact or HNSW)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from winnow.retrieve.base import ChunkRetriever, KeyMap
+
+
+class DenseRetriever(ChunkRetriever):
+    name = "dense"
+
+    def __init__(self, encoder, index, keymap: KeyMap, *, n_docs: int) -> None:
+        super().__init__(index, keymap, n_docs=n_docs)
+        self.encoder = encoder
+
+    def search_chunks(self, queries: Sequence[str], n: int):
+        result = self.index.search(self.encoder.encode_queries(queries), n)
+        return result.keys, result.scores

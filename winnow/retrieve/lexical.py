@@ -1,0 +1,15 @@
+"""Lexical first stage: BM25 over the chunks' title and text."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from winnow.retrieve.base import ChunkRetriever
+
+
+class BM25Retriever(ChunkRetriever):
+    name = "bm25"
+
+    def search_chunks(self, queries: Sequence[str], n: int):
+        result = self.index.search(list(queries), n)
+        return result.keys, result.scores
