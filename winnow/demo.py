@@ -5,14 +5,13 @@ Runs offline. Collections go to ``$WINNOW_HOME`` if set, else ``./demo-home`` (r
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
-from winnow.cli import format_ranking
+from winnow.cli import configure_logging, format_ranking
 
 CORPUS = Path(__file__).resolve().parent.parent / "examples" / "demo_corpus.jsonl"
 QUERIES = [
@@ -23,7 +22,7 @@ QUERIES = [
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     from winnow.collection import Collection
     from winnow.corpus import read_documents
     from winnow.rerank.maxsim import MaxSimReranker

@@ -36,6 +36,8 @@ from winnow.index.base import (
 
 logger = logging.getLogger(__name__)
 
+NUMBA_MIN_QUERIES = 200
+
 METHODS = ("robertson", "lucene", "atire", "bm25l", "bm25+")
 BACKENDS = ("auto", "numba", "numpy")
 _SUBDIR = "bm25s"
@@ -178,9 +180,11 @@ class BM25Index(Index):
         return [[vocab[t] for t in query if t in vocab and vocab[t] < n_terms] for query in tokens]
 
     def _retrieve(self, ids: list[list[int]], k: int, mask: np.ndarray | None):
-        """bm25s top-k positions and scores; with backend "auto", numba when it works, else numpy."""
-        if self._backend != "numpy":
-            self._retriever.backend = "numba"
+        """bm25s top-k positions and scores. Backend "auto" uses numba for batches of at least
+        NUMBA_MIN_QUERIES queries (its ~7 s compile per process pays off there) and numpy otherwise,
+        so a one-shot CLI search stays fast."""
+        use_numba = self._backend == "numba" or (self._backend == "auto" and len(ids) >= NUMBA_MIN_QUERIES)
+        self._retriever.backend = "numba" if use_numba else "numpy"
         try:
             out = self._call_retrieve(ids, k, mask)
         except Exception as exc:
