@@ -34,7 +34,7 @@ def cmd_index(args) -> int:
     with Collection.open_or_create(
         args.collection, home=_home(args), model=args.model, window=args.window, overlap=args.overlap
     ) as col:
-        report = col.add(docs, upsert=True, progress=not args.quiet)
+        report = col.use_backend(args.backend).add(docs, upsert=True, progress=not args.quiet)
         info = col.info()
     print(
         f"collection {info.name!r}: +{report.added} added, {report.updated} updated, {report.unchanged} unchanged; "
@@ -52,8 +52,11 @@ def cmd_search(args) -> int:
     if args.rerank:
         from winnow.rerank.cross_encoder import CrossEncoderReranker
 
-        reranker = CrossEncoderReranker(args.rerank, max_length=args.max_length, sigmoid=args.sigmoid)
+        reranker = CrossEncoderReranker(
+            args.rerank, max_length=args.max_length, sigmoid=args.sigmoid, backend=args.backend
+        )
     with Collection.open(args.collection, home=_home(args)) as col:
+        col.use_backend(args.backend)
         ranking = col.search(
             args.query,
             method=args.method,
@@ -145,7 +148,11 @@ def cmd_delete_docs(args) -> int:
 
     ids = list(args.ids)
     if args.ids_file:
-        ids += [line.strip() for line in Path(args.ids_file).read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            text = Path(args.ids_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise WinnowError(f"cannot read ids file {args.ids_file!r}: {exc}") from None
+        ids += [line.strip() for line in text.splitlines() if line.strip()]
     if not ids:
         raise WinnowError("no document ids given: pass ids as arguments or --ids-file FILE")
     with Collection.open(args.collection, home=_home(args)) as col:
@@ -183,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--window", type=int, default=256, help="chunk window in tokens (new collections)")
     s.add_argument("--overlap", type=int, default=32, help="chunk overlap in tokens (new collections)")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    _add_backend_option(s)
     s.set_defaults(func=cmd_index)
 
     s = sub.add_parser("search", help="search a collection, optionally reranking the first stage's candidates")
@@ -193,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--depth", type=int, default=100, help="candidates the reranker reads (default 100)")
     s.add_argument("--top-k", type=int, default=10)
     s.add_argument("--max-length", type=int, default=None, help="reranker max tokens per pair")
+    _add_backend_option(s)
     s.add_argument("--sigmoid", action="store_true", help="reranker scores in 0..1")
     s.add_argument("--dense-index", choices=["auto", "exact", "hnsw"], default="auto")
     s.add_argument("--json", action="store_true", help="print the ranking as JSON")
@@ -215,6 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
     for register in _extensions():
         register(sub)
     return p
+
+
+def _add_backend_option(parser) -> None:
+    parser.add_argument(
+        "--backend",
+        choices=["auto", "torch", "onnx", "onnx-int8"],
+        default="auto",
+        help="model runtime: torch, ONNX Runtime fp32, or ONNX Runtime int8 (default auto: fastest that keeps quality here)",
+    )
 
 
 def _extensions():

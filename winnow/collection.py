@@ -8,8 +8,9 @@ On disk a collection is a folder::
 
 A write builds ``gen-(N+1)`` beside the committed one and then replaces ``manifest.json`` in one
 atomic rename: that rename is the commit. A process killed at any moment leaves either the old or
-the new generation; opening the collection rolls SQLite back to the generation the manifest names
-and removes leftover files.
+the new generation; opening the collection (and every later write, under the write lock) rolls SQLite
+back to the generation the manifest names and removes leftover files. Readers never wait for the lock:
+they re-read the manifest when they build a retriever, so they see other processes' commits.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ class Collection:
                 f"{FORMAT_VERSION}. Rebuild it: winnow index PATH --collection {self.name}"
             )
         built_with = self.manifest["model"]["name"]
-        if model is not None and resolve_model(model).name != built_with:
+        if model is not None and not _same_model(self.manifest["model"], model):
             raise IncompatibleCollectionError(
                 f"collection {self.name!r} was built with model {built_with!r}, not {model!r}; "
                 f"search it with its own model, or index into a new collection for {model!r}"
@@ -174,7 +175,7 @@ class Collection:
             {
                 "format_version": FORMAT_VERSION,
                 "name": name,
-                "model": {"name": resolved.name, "fingerprint": model_fingerprint(resolved.path)},
+                "model": {"name": _model_id(resolved), "fingerprint": model_fingerprint(resolved.path)},
                 "chunking": {"window": window, "overlap": overlap},
                 "generation": 0,
                 "dim": None,
@@ -224,32 +225,75 @@ class Collection:
     def _gen_dir(self, gen: int) -> Path:
         return self.path / f"gen-{gen}"
 
+    def _refresh(self) -> None:
+        """Re-read the manifest; forget loaded indexes if another writer committed a new generation."""
+        try:
+            manifest = json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CollectionNotFoundError(f"collection {self.name!r} at {self.path} was dropped") from None
+        if manifest.get("generation") != self.manifest.get("generation"):
+            self._forget_loaded()
+        self.manifest = manifest
+
     def _recover(self) -> None:
-        """Undo whatever a killed write left beyond the committed generation."""
+        """Undo whatever a killed write left beyond the committed generation.
+
+        Skipped while another writer holds the lock: that writer is alive, so nothing was interrupted,
+        and opening (to search, or to list collections) must not wait for a long indexing run."""
+        with self._write_lock(wait=False) as held:
+            if not held:
+                log.debug("collection %s is being written by another process; no recovery needed", self.name)
+                return
+            # Re-read under the lock: a writer may have committed after __init__ read the manifest, and
+            # rolling back to that stale generation would undo its committed write.
+            self._refresh()
+            self._undo_interrupted()
+
+    def _undo_interrupted(self) -> None:
+        """Under the write lock: drop SQLite rows and files beyond the committed generation (idempotent)."""
         gen = self.generation
-        with self._write_lock():
-            self.store.rollback_to(gen)
-            for p in self.path.iterdir():
-                stale_gen = p.name.startswith("gen-") and p.name != f"gen-{gen}"
-                if stale_gen or p.name.endswith(".tmp"):
-                    log.info("removing leftover %s from an interrupted write", p)
-                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+        self.store.rollback_to(gen)
+        for p in self.path.iterdir():
+            stale_gen = p.name.startswith("gen-") and p.name != f"gen-{gen}"
+            if stale_gen or p.name.endswith(".tmp"):
+                log.info("removing leftover %s from an interrupted write", p)
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
 
     @contextlib.contextmanager
-    def _write_lock(self):
+    def _write_lock(self, *, wait: bool = True):
+        """Hold the collection's write lock; yields whether it is held (with ``wait=False`` it is not
+        when another writer has it)."""
         with open(self.path / ".lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
             try:
-                yield
+                fcntl.flock(fh, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     # -- models --------------------------------------------------------------------------------
+    backend: str = "auto"  # the bi-encoder's backend (see use_backend); never recorded in the collection
+
+    def use_backend(self, backend: str) -> "Collection":
+        """Encode with ``backend`` (auto, torch, onnx, onnx-int8) from now on. All give near-identical
+        vectors (int8 ones differ slightly), so a collection may be written and searched with any."""
+        from winnow.models.export import check_backend
+
+        self.backend = check_backend(backend)
+        self.__dict__.pop("encoder", None)
+        return self
+
     @cached_property
     def encoder(self):
         from winnow.encode.bi_encoder import BiEncoder
+        from winnow.encode.cache import EmbeddingCache
 
-        return BiEncoder(self.model_name)
+        # shared by the collections of this home: re-indexing text encoded before costs no model call
+        cache = EmbeddingCache(self.path.parent / ".cache" / "embeddings.sqlite")
+        return BiEncoder(self.model_name, backend=self.backend, cache=cache)
 
     @cached_property
     def chunker(self):
@@ -273,6 +317,8 @@ class Collection:
     def _write(self, docs: list[Document], *, delete_ids: list[str], upsert: bool, progress: bool) -> WriteReport:
         start = time.perf_counter()
         with self._write_lock():
+            self._refresh()  # another Collection object or process may have committed since we read it
+            self._undo_interrupted()  # ... or been killed mid-write, leaving rows at the generation we write
             gen = self.generation
             known = self.store.live_hashes(gen, [d.id for d in docs] + delete_ids)
             if not upsert:
@@ -288,7 +334,10 @@ class Collection:
             if not changed and not deleting:
                 return WriteReport(0, 0, len(docs), 0, missing, 0, gen, time.perf_counter() - start)
             chunks = self.chunker.chunk_many(changed)
-            vectors = self.encoder.encode_documents([c.content for c in chunks], progress=progress)
+            if chunks:
+                vectors = self.encoder.encode_documents([c.content for c in chunks], progress=progress)
+            else:  # deletions only: no need to load the model
+                vectors = np.zeros((0, self.manifest.get("dim") or 0), dtype=np.float32)
             new_gen = gen + 1
             keys = self.store.write_generation(new_gen, changed, chunks, deleting)
             self._build_generation(new_gen, np.asarray(keys, dtype=np.int64), vectors)
@@ -351,7 +400,7 @@ class Collection:
         return FlatIndex.load(path) if path.is_dir() else None
 
     def _forget_loaded(self) -> None:
-        for attr in ("flat_index", "hnsw_index", "bm25_index", "keymap"):
+        for attr in ("flat_index", "hnsw_index", "bm25_index", "keymap", "metadata_map"):
             self.__dict__.pop(attr, None)
 
     @cached_property
@@ -376,6 +425,18 @@ class Collection:
     def keymap(self) -> dict[int, tuple[str, int]]:
         return {c.key: (c.doc_id, c.index) for c in self.store.live_chunks(self.generation)}
 
+    @cached_property
+    def metadata_map(self) -> dict[str, dict]:
+        """Every live document's metadata by id (read once per generation, for filters)."""
+        return self.store.live_metadata(self.generation)
+
+    def matching_ids(self, filter: dict) -> frozenset[str]:
+        """Ids of the documents whose metadata matches ``filter`` (see :mod:`winnow.retrieve.filters`)."""
+        from winnow.retrieve.filters import check_filter, matches
+
+        normal = check_filter(filter)
+        return frozenset(doc_id for doc_id, md in self.metadata_map.items() if matches(normal, md))
+
     def __len__(self) -> int:
         return int(self.manifest["counts"]["documents"])
 
@@ -396,8 +457,13 @@ class Collection:
     def get(self, ids: Sequence[str]) -> dict[str, Document]:
         return self.store.documents(self.generation, list(ids))
 
-    def retriever(self, method: str = "hybrid", *, dense_index: str = "auto", fusion: str = "rrf"):
-        """The first stage for ``method`` (bm25, dense or hybrid) over this collection."""
+    def retriever(
+        self, method: str = "hybrid", *, dense_index: str = "auto", fusion: str = "rrf", filter: dict | None = None
+    ):
+        """The first stage for ``method`` (bm25, dense or hybrid) over this collection.
+
+        With ``filter`` (metadata conditions, see :mod:`winnow.retrieve.filters`) every leg returns only
+        matching documents, filtered before its top-k."""
         from winnow.retrieve.dense import DenseRetriever
         from winnow.retrieve.hybrid import HybridRetriever
         from winnow.retrieve.lexical import BM25Retriever
@@ -408,15 +474,17 @@ class Collection:
             raise InvalidArgumentError(
                 f"unknown dense index {dense_index!r}; choose one of: {', '.join(DENSE_INDEXES)}"
             )
+        self._refresh()  # a long-lived reader picks up generations other processes committed
         n_docs = len(self)
+        allowed = self.matching_ids(filter) if filter is not None else None
         if method == "bm25":
-            return BM25Retriever(_or_empty(self.bm25_index), self.keymap, n_docs=n_docs)
+            return BM25Retriever(_or_empty(self.bm25_index), self.keymap, n_docs=n_docs, allowed=allowed)
         use_hnsw = dense_index == "hnsw" or (dense_index == "auto" and len(self.keymap) >= EXACT_BELOW)
         index = self.hnsw_index if use_hnsw else self.flat_index
-        dense = DenseRetriever(self.encoder, _or_empty(index), self.keymap, n_docs=n_docs)
+        dense = DenseRetriever(self.encoder, _or_empty(index), self.keymap, n_docs=n_docs, allowed=allowed)
         if method == "dense":
             return dense
-        lexical = BM25Retriever(_or_empty(self.bm25_index), self.keymap, n_docs=n_docs)
+        lexical = BM25Retriever(_or_empty(self.bm25_index), self.keymap, n_docs=n_docs, allowed=allowed)
         return HybridRetriever([lexical, dense], fusion=fusion)
 
     def hydrate(self, ranking: Ranking) -> Ranking:
@@ -448,14 +516,35 @@ class Collection:
         depth: int = 100,
         reranker=None,
         dense_index: str = "auto",
+        filter: dict | None = None,
     ) -> Ranking:
-        """First stage (and reranker, if given) for one query: a hydrated :class:`Ranking`."""
+        """First stage (and reranker, if given) for one query: a hydrated :class:`Ranking`.
+
+        ``filter`` keeps only documents whose metadata matches, e.g. ``{"lang": "en", "year": {"$in": [2024]}}``."""
         from winnow.pipeline import Pipeline
 
         pipeline = Pipeline(
-            self.retriever(method, dense_index=dense_index), reranker, depth=depth, top_k=top_k, hydrate=self.hydrate
+            self.retriever(method, dense_index=dense_index, filter=filter),
+            reranker,
+            depth=depth,
+            top_k=top_k,
+            hydrate=self.hydrate,
         )
         return pipeline.search(query)
+
+
+def _model_id(resolved) -> str:
+    """The model name a manifest records: a local folder as its absolute path (so the collection can be
+    searched from any working directory), anything else by its resolved id."""
+    return str(resolved.path) if resolved.source == "local" else resolved.name
+
+
+def _same_model(recorded: dict, model: str) -> bool:
+    """Whether ``model`` is the model a manifest recorded: same id, or the same weights under another name."""
+    resolved = resolve_model(model)
+    if _model_id(resolved) == recorded["name"]:
+        return True
+    return recorded.get("fingerprint") is not None and model_fingerprint(resolved.path) == recorded["fingerprint"]
 
 
 class _EmptyIndex:

@@ -20,6 +20,11 @@ def _identity(ranking: Ranking) -> Ranking:
     return ranking
 
 
+def _check_count(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(f"{name} must be an integer >= 1, got {value!r}")
+
+
 class Pipeline:
     def __init__(
         self,
@@ -30,9 +35,9 @@ class Pipeline:
         top_k: int = 10,
         hydrate: Callable[[Ranking], Ranking] = _identity,
     ) -> None:
-        if top_k < 1:
-            raise InvalidArgumentError(f"top_k must be >= 1, got {top_k}")
-        if depth < top_k:
+        _check_count("top_k", top_k)
+        _check_count("depth", depth)
+        if reranker is not None and depth < top_k:  # without a reranker depth is unused
             raise InvalidArgumentError(f"depth must be >= top_k ({top_k}) so the reranker has enough candidates, got {depth}")
         self.first_stage = first_stage
         self.reranker = reranker
@@ -62,6 +67,12 @@ class Pipeline:
         if self.reranker is None:
             hits = tuple(replace(h, first_stage_rank=h.rank, first_stage_score=h.score) for h in candidates.hits)
             return Ranking(first.query, hits[: self.top_k], timings)
+        unread = [h.doc_id for h in candidates.hits if not h.text and not h.title]
+        if unread:
+            raise InvalidArgumentError(
+                f"{len(unread)} candidate(s) have no text for the reranker to read (first: {unread[0]!r}); "
+                f"pass hydrate= a function that fills it in, e.g. hydrate=collection.hydrate"
+            )
         reranked = self.reranker.rank(first.query, candidates.hits, top_k=self.top_k)
         timings.update(reranked.timings_ms)
         return Ranking(first.query, reranked.hits, timings)

@@ -86,6 +86,11 @@ class Store:
         rows = self.db.execute(f"SELECT key, doc_id, idx FROM chunks WHERE {LIVE} ORDER BY key", {"gen": gen})
         return [StoredChunk(*r) for r in rows]
 
+    def live_metadata(self, gen: int) -> dict[str, dict]:
+        """Every live document's metadata, by id."""
+        rows = self.db.execute(f"SELECT id, metadata FROM documents WHERE {LIVE}", {"gen": gen})
+        return {doc_id: json.loads(metadata) for doc_id, metadata in rows}
+
     def count_documents(self, gen: int) -> int:
         return self.db.execute(f"SELECT COUNT(*) FROM documents WHERE {LIVE}", {"gen": gen}).fetchone()[0]
 

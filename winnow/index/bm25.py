@@ -130,6 +130,8 @@ class BM25Index(Index):
         }
         bm25s = _bm25s()
         tokens = _tokenize(texts, settings, _stemmer(stemmer))
+        if not any(tokens):  # bm25s cannot index an empty vocabulary; " " is a term no query tokenizes to
+            tokens = [[" "], *tokens[1:]]
         retriever = bm25s.BM25(k1=float(k1), b=float(b), method=method, backend="numpy")
         retriever.index(tokens, show_progress=False)
         logger.info("built BM25 index over %d texts (%d terms)", len(texts), len(retriever.vocab_dict))

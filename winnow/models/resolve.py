@@ -77,6 +77,11 @@ def _hub(name: str) -> Path:
     return Path(snapshot_download(repo_id=name))
 
 
+def _hub_disabled() -> bool:
+    """``HF_HUB_OFFLINE`` read as huggingface_hub reads it (1/ON/YES/TRUE, any case)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
 def resolve_model(name: str | os.PathLike[str]) -> ResolvedModel:
     """Find ``name`` on disk, or download it from the hub as a last resort.
 
@@ -97,7 +102,7 @@ def resolve_model(name: str | os.PathLike[str]) -> ResolvedModel:
     if shipped is not None:
         return ResolvedModel(text, shipped, "shipped")
     looks_like_path = text.startswith((".", "/", "~")) or text.count("/") > 1
-    if not looks_like_path and os.environ.get("HF_HUB_OFFLINE", "0") not in ("1", "true", "True"):
+    if not looks_like_path and not _hub_disabled():
         try:
             return ResolvedModel(text, _hub(text), "hub")
         except Exception as exc:  # the hub client raises many types; all mean "not reachable/not found"

@@ -1,4 +1,14 @@
-"""A cross-encoder reranker on sentence-transformers' ``CrossEncoder``: reads query and passage together."""
+"""A cross-encoder reranker: reads query and passage together, on torch or ONNX Runtime (fp32 or int8).
+
+Backends as for the bi-encoder (:mod:`winnow.encode.bi_encoder`): ``torch`` runs sentence-transformers'
+``CrossEncoder``; ``onnx`` an fp32 export with fused kernels; ``onnx-int8`` the same with dynamically
+quantized int8 weights; ``auto`` picks per machine. Pairs are batched by token budget (sorted by length,
+padded to each batch's longest, ``max_tokens`` padded tokens per batch) and truncated to ``max_length``.
+
+Scores are cached (:class:`~winnow.rerank.cache.ScoreCache`, LRU, bounded): a query asked again costs
+dictionary lookups, not model calls. The cache holds raw logits keyed by model, backend, max_length,
+query and passage hash; ``sigmoid`` is applied after it.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +18,12 @@ from typing import Sequence
 
 import numpy as np
 
+from winnow.encode.batching import DEFAULT_MAX_TOKENS, token_budget_batches
 from winnow.errors import InvalidArgumentError
+from winnow.models.export import check_backend, resolve_backend
 from winnow.models.resolve import ResolvedModel, resolve_model
 from winnow.rerank.base import Reranker
+from winnow.rerank.cache import ScoreCache
 from winnow.runtime import limit_blas_threads
 
 log = logging.getLogger(__name__)
@@ -19,8 +32,9 @@ log = logging.getLogger(__name__)
 class CrossEncoderReranker(Reranker):
     """Any cross-encoder (Hugging Face id or local folder).
 
-    ``max_length`` caps query+passage tokens (longer pairs are truncated); ``sigmoid=True`` maps the
-    model's logit into 0..1, otherwise raw logits are returned (their order is the same).
+    ``max_length`` caps query+passage tokens (longer pairs are truncated, longest part first);
+    ``sigmoid=True`` maps the model's logit into 0..1, otherwise raw logits are returned (same order).
+    ``cache``: True for a private :class:`ScoreCache`, a ScoreCache to share one, False/None for none.
     """
 
     def __init__(
@@ -31,17 +45,57 @@ class CrossEncoderReranker(Reranker):
         batch_size: int = 32,
         sigmoid: bool = False,
         device: str = "cpu",
+        backend: str = "auto",
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        cache: ScoreCache | bool | None = True,
+        threads: int | None = None,
     ) -> None:
         if max_length is not None and max_length < 8:
             raise InvalidArgumentError(f"max_length must be >= 8 tokens (or None for the model's), got {max_length}")
         if batch_size < 1:
             raise InvalidArgumentError(f"batch_size must be >= 1, got {batch_size}")
+        if max_tokens < 16:
+            raise InvalidArgumentError(f"max_tokens must be >= 16 padded tokens per batch, got {max_tokens}")
         self.resolved: ResolvedModel = resolve_model(model)
         self.name = self.resolved.name
         self._max_length = max_length
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # rows per call for the torch backend when no fast tokenizer plans batches
         self.sigmoid = sigmoid
         self.device = device
+        self.requested_backend = check_backend(backend)
+        self.max_tokens = max_tokens
+        self.threads = threads
+        if cache is True:
+            cache = ScoreCache()
+        elif cache is False:
+            cache = None
+        elif cache is not None and not isinstance(cache, ScoreCache):
+            raise InvalidArgumentError(f"cache must be True, False, None or a ScoreCache, got {type(cache).__name__}")
+        self.cache: ScoreCache | None = cache
+
+    def __repr__(self) -> str:
+        return f"CrossEncoderReranker({self.name!r}, backend={self.requested_backend!r})"
+
+    # -- backend ---------------------------------------------------------------------------------
+    @cached_property
+    def backend(self) -> str:
+        """The backend in use: ``torch``, ``onnx`` or ``onnx-int8`` (``auto`` resolved)."""
+        chosen = resolve_backend(self.requested_backend)
+        if chosen == "torch":
+            return chosen
+        from winnow.encode.onnx import tokenizer_file
+
+        if self.device != "cpu":
+            if self.requested_backend != "auto":
+                raise InvalidArgumentError(f"backend {chosen!r} runs on the CPU only; device {self.device!r} needs torch")
+            return "torch"
+        try:
+            tokenizer_file(self.resolved.path)
+        except InvalidArgumentError:
+            if self.requested_backend != "auto":
+                raise
+            return "torch"
+        return chosen
 
     @cached_property
     def _model(self):
@@ -52,23 +106,118 @@ class CrossEncoderReranker(Reranker):
             str(self.resolved.path), device=self.device, max_length=self._max_length, local_files_only=True
         )
 
-    @property
-    def max_length(self) -> int | None:
-        return self._model.max_length
+    @cached_property
+    def _runner(self):
+        from winnow.encode.onnx import OnnxRunner, env_threads, tokenizer_file
+        from winnow.models.export import exported_model
 
+        exported = exported_model(self.resolved, "score", self.backend)
+        log.info("cross-encoder %s on %s (%s)", self.name, self.backend, exported.folder)
+        return OnnxRunner(
+            exported.path,
+            tokenizer_file(self.resolved.path),
+            max_length=self.max_length,
+            max_tokens=self.max_tokens,
+            threads=self.threads or env_threads(),
+        )
+
+    @cached_property
+    def _pair_tokenizer(self):
+        """A fast tokenizer that plans the torch backend's batches (None: fixed batches of batch_size)."""
+        from winnow.encode.onnx import tokenizer_file
+
+        try:
+            from tokenizers import Tokenizer
+
+            tok = Tokenizer.from_file(str(tokenizer_file(self.resolved.path)))
+        except Exception:  # any unreadable tokenizer: plan by count instead
+            return None
+        tok.no_padding()
+        tok.enable_truncation(self.max_length, strategy="longest_first")
+        return tok
+
+    @cached_property
+    def max_length(self) -> int:
+        """Tokens per pair: the given ``max_length``, else the model's."""
+        if self._max_length is not None:
+            return int(self._max_length)
+        if self.backend == "torch":
+            model = self._model  # sentence-transformers >= 5 renamed CrossEncoder.max_length (now deprecated)
+            value = model.max_seq_length if hasattr(type(model), "max_seq_length") else model.max_length
+            if value:
+                return int(value)
+        from winnow.encode.onnx import model_max_length
+
+        return model_max_length(self.resolved.path)
+
+    @cached_property
+    def cache_id(self) -> str:
+        """The model part of a score-cache key: name, weights fingerprint and backend."""
+        from winnow.models.resolve import model_fingerprint
+
+        return f"{self.name}|{model_fingerprint(self.resolved.path)}|{self.backend}"
+
+    # -- scoring ---------------------------------------------------------------------------------
     def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros(0, dtype=np.float32)
+        if self.cache is None:
+            return self._activate(self._logits([(query, t) for t in texts]))
+        keys = self.cache.keys_for(self.cache_id, self.max_length, query, texts)
+        logits, found = self.cache.get_many(keys)
+        if not found.all():
+            missing = np.flatnonzero(~found)
+            fresh = self._logits([(query, texts[i]) for i in missing])
+            logits[missing] = fresh
+            self.cache.put_many([keys[i] for i in missing], fresh)
+        return self._activate(logits)
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """One float per (query, passage) pair, in order: lets a server score many queries in one call."""
+        pairs = list(pairs)
+        if not pairs:
+            return np.zeros(0, dtype=np.float32)
+        if self.cache is None:
+            return self._activate(self._logits(pairs))
+        keys = [k for q, t in pairs for k in self.cache.keys_for(self.cache_id, self.max_length, q, [t])]
+        logits, found = self.cache.get_many(keys)
+        if not found.all():
+            missing = np.flatnonzero(~found)
+            fresh = self._logits([pairs[i] for i in missing])
+            logits[missing] = fresh
+            self.cache.put_many([keys[i] for i in missing], fresh)
+        return self._activate(logits)
+
+    def _activate(self, logits: np.ndarray) -> np.ndarray:
+        logits = np.asarray(logits, dtype=np.float32)
+        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32) if self.sigmoid else logits
+
+    def _logits(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        """Raw first-logit scores of ``pairs``, in order, through the chosen backend."""
+        out = np.empty(len(pairs), dtype=np.float32)
+        if self.backend != "torch":
+
+            def consume(positions, logits, _mask):
+                out[positions] = logits.reshape(len(positions), -1)[:, 0]
+
+            self._runner.run_batches(pairs, consume)
+            return out
         import torch
 
-        activation = torch.nn.Sigmoid() if self.sigmoid else torch.nn.Identity()
+        tok = self._pair_tokenizer
+        if tok is None:
+            batches = [np.arange(i, min(i + self.batch_size, len(pairs))) for i in range(0, len(pairs), self.batch_size)]
+        else:
+            batches = token_budget_batches([len(e.ids) for e in tok.encode_batch(pairs)], self.max_tokens)
         with limit_blas_threads():
-            scores = self._model.predict(
-                [(query, t) for t in texts],
-                batch_size=self.batch_size,
-                activation_fn=activation,
-                show_progress_bar=False,
-                convert_to_numpy=True,
-            )
-        scores = np.asarray(scores, dtype=np.float32)
-        return scores.reshape(len(texts), -1)[:, 0] if scores.ndim > 1 else scores
+            for batch in batches:
+                scores = self._model.predict(
+                    [pairs[i] for i in batch],
+                    batch_size=len(batch),
+                    activation_fn=torch.nn.Identity(),
+                    show_progress_bar=False,
+                    convert_to_numpy=True,
+                )
+                scores = np.asarray(scores, dtype=np.float32)
+                out[batch] = scores.reshape(len(batch), -1)[:, 0]
+        return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from typing import Callable, Mapping, Sequence
+from typing import AbstractSet, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -34,12 +34,17 @@ class Retriever(ABC):
 
 
 class ChunkRetriever(Retriever):
-    """A retriever over one chunk index: subclasses say how to search chunks, this collapses to documents."""
+    """A retriever over one chunk index: subclasses say how to search chunks, this collapses to documents.
 
-    def __init__(self, index, keymap: KeyMap, *, n_docs: int) -> None:
+    With ``allowed`` (a set of document ids, e.g. those a metadata filter matched) only those documents
+    are returned, and the search reaches deeper until ``k`` of them are found or every chunk was read.
+    """
+
+    def __init__(self, index, keymap: KeyMap, *, n_docs: int, allowed: AbstractSet[str] | None = None) -> None:
         self.index = index
         self.keymap = keymap
-        self.n_docs = n_docs
+        self.n_docs = n_docs if allowed is None else len(allowed)
+        self.allowed = allowed
 
     @abstractmethod
     def search_chunks(self, queries: Sequence[str], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -54,6 +59,7 @@ class ChunkRetriever(Retriever):
             n_chunks=len(self.index),
             n_docs=self.n_docs,
             stage=self.name,
+            allowed=self.allowed,
         )
 
 
@@ -62,21 +68,30 @@ def check_k(k: int) -> None:
         raise InvalidArgumentError(f"k must be an integer >= 1, got {k!r}")
 
 
-def collapse(keys: np.ndarray, scores: np.ndarray, keymap: KeyMap, k: int) -> tuple[Hit, ...]:
-    """Chunk hits (sorted best first) -> the first ``k`` distinct documents, each at its best chunk."""
-    hits: list[Hit] = []
+def collapse(
+    keys: np.ndarray, scores: np.ndarray, keymap: KeyMap, k: int, allowed: AbstractSet[str] | None = None
+) -> tuple[Hit, ...]:
+    """Chunk hits (sorted best first) -> the first ``k`` distinct documents (of ``allowed``, when given),
+    each at its best chunk. Documents with exactly equal scores are ordered by id, so a ranking does not
+    depend on where the index happened to store them (a collection rebuilt from the same documents ranks
+    the same)."""
+    found: list[tuple[str, float, int]] = []
     seen: set[str] = set()
     for key, score in zip(keys.tolist(), scores.tolist()):
         if key < 0 or key not in keymap:
             continue
         doc_id, index = keymap[key]
-        if doc_id in seen:
+        if doc_id in seen or (allowed is not None and doc_id not in allowed):
             continue
         seen.add(doc_id)
-        hits.append(Hit(doc_id=doc_id, score=float(score), rank=len(hits) + 1, chunk=f"{doc_id}#{index}"))
-        if len(hits) == k:
+        found.append((doc_id, float(score), index))
+        if len(found) == k:
             break
-    return tuple(hits)
+    found.sort(key=lambda f: (-f[1], f[0]))
+    return tuple(
+        Hit(doc_id=doc_id, score=score, rank=rank, chunk=f"{doc_id}#{index}")
+        for rank, (doc_id, score, index) in enumerate(found, start=1)
+    )
 
 
 def search_documents(
@@ -88,19 +103,27 @@ def search_documents(
     n_chunks: int,
     n_docs: int,
     stage: str,
+    allowed: AbstractSet[str] | None = None,
 ) -> list[Ranking]:
-    """Run a chunk-level search and collapse to documents, fetching more chunks where too few docs came back."""
+    """Run a chunk-level search and collapse to documents, fetching more chunks where too few docs came back.
+
+    ``n_docs`` is the number of documents that can be returned (``len(allowed)`` when ``allowed`` is given).
+    """
     check_k(k)
     start = time.perf_counter()
     want = min(k, n_docs)
+    if want == 0:
+        return [Ranking(q, (), {stage: 0.0}) for q in queries]
     fetch = min(n_chunks, k if n_chunks == n_docs else k * 4)
+    if allowed is not None:  # expect about n_chunks / n_docs chunks read per allowed document found
+        fetch = min(n_chunks, max(fetch, -(-k * n_chunks // n_docs)))
     results: list[tuple[Hit, ...] | None] = [None] * len(queries)
     todo = list(range(len(queries)))
     while todo:
         keys, scores = search_chunks([queries[i] for i in todo], max(fetch, 1))
         retry = []
         for row, i in enumerate(todo):
-            hits = collapse(keys[row], scores[row], keymap, k)
+            hits = collapse(keys[row], scores[row], keymap, k, allowed)
             results[i] = hits
             if len(hits) < want and fetch < n_chunks:
                 retry.append(i)

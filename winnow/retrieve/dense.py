@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import AbstractSet, Sequence
 
 from winnow.retrieve.base import ChunkRetriever, KeyMap
 
@@ -10,8 +10,10 @@ from winnow.retrieve.base import ChunkRetriever, KeyMap
 class DenseRetriever(ChunkRetriever):
     name = "dense"
 
-    def __init__(self, encoder, index, keymap: KeyMap, *, n_docs: int) -> None:
-        super().__init__(index, keymap, n_docs=n_docs)
+    def __init__(
+        self, encoder, index, keymap: KeyMap, *, n_docs: int, allowed: AbstractSet[str] | None = None
+    ) -> None:
+        super().__init__(index, keymap, n_docs=n_docs, allowed=allowed)
         self.encoder = encoder
 
     def search_chunks(self, queries: Sequence[str], n: int):

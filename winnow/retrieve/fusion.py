@@ -44,6 +44,8 @@ def convex_combination(
         raise InvalidArgumentError(
             f"unknown normalization {normalization!r}; choose one of: {', '.join(NORMALIZATIONS)}"
         )
+    if not rankings:
+        raise InvalidArgumentError("fusion needs at least one ranking, got none")
     weights = list(weights) if weights is not None else [1.0 / len(rankings)] * len(rankings)
     if len(weights) != len(rankings) or any(w < 0 for w in weights):
         raise InvalidArgumentError(

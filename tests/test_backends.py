@@ -1,0 +1,193 @@
+"""Backends: ONNX Runtime fp32 and int8 against torch on the real bundled model (demo corpus), the
+export cache, the per-CPU quantization table, and the cross-encoder on every backend (tiny seeded
+model: mechanics, not quality). Exports go to a temporary WINNOW_CACHE_DIR, once per module."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from winnow.errors import InvalidArgumentError
+from winnow.models import export
+from winnow.models.resolve import resolve_model
+
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+QUERY = "how do plants make food"
+PASSAGES = [
+    "Photosynthesis lets plants turn sunlight, water and carbon dioxide into sugar.",
+    "The stock market fell sharply on Monday after weak earnings reports.",
+    "Plants absorb water through their roots and release oxygen through their leaves.",
+    "A recipe for pancakes: flour, eggs, milk and a pinch of salt.",
+    "Chlorophyll in leaves captures light energy for the plant.",
+]
+
+pytest.importorskip("onnxruntime", reason="the ONNX backends need onnxruntime (pip install 'winnow[onnx]')")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def export_cache(tmp_path_factory):
+    """The session's export folder (conftest sets WINNOW_CACHE_DIR under tmp), else one for this module."""
+    with pytest.MonkeyPatch.context() as mp:
+        if not os.environ.get("WINNOW_CACHE_DIR"):
+            mp.setenv("WINNOW_CACHE_DIR", str(tmp_path_factory.mktemp("winnow-cache")))
+        yield export.cache_root()
+
+
+@pytest.fixture(scope="module")
+def demo_texts(demo_documents):
+    return [f"{d.title} {d.text}" if d.title else d.text for d in demo_documents]
+
+
+@pytest.fixture(scope="module")
+def encoders():
+    from winnow.encode.bi_encoder import BiEncoder
+
+    return {b: BiEncoder(MODEL, backend=b) for b in export.BACKENDS}
+
+
+@pytest.fixture(scope="module")
+def vectors(encoders, demo_texts):
+    return {b: e.encode_documents(demo_texts) for b, e in encoders.items()}
+
+
+# -- bi-encoder -------------------------------------------------------------------------------------
+def test_onnx_fp32_equals_torch_on_the_demo_corpus(vectors):
+    cos = np.sum(vectors["onnx"] * vectors["torch"], axis=1)
+    assert cos.min() >= 0.9999
+
+
+def test_onnx_int8_stays_close_to_fp32(vectors):
+    cos = np.sum(vectors["onnx-int8"] * vectors["torch"], axis=1)
+    assert cos.min() >= 0.98 and cos.mean() >= 0.99
+
+
+def test_every_backend_gives_unit_vectors_in_the_callers_order(encoders, demo_texts):
+    for backend, encoder in encoders.items():
+        texts = demo_texts[:6]
+        together = encoder.encode_documents(texts)
+        assert together.shape == (6, 384) and together.dtype == np.float32, backend
+        np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+        alone = np.stack([encoder.encode_documents([t])[0] for t in texts])
+        tol = 1e-5 if backend != "onnx-int8" else 0.05  # int8: activation scales are per batch
+        np.testing.assert_allclose(together, alone, atol=tol, err_msg=backend)
+        assert encoder.dim == 384 and encoder.max_seq_length == 256
+
+
+def test_queries_and_token_vectors_match_torch(encoders):
+    torch_q = encoders["torch"].encode_query(QUERY)
+    onnx_q = encoders["onnx"].encode_query(QUERY)
+    assert float(torch_q @ onnx_q) >= 0.9999
+    a = encoders["torch"].encode_tokens(PASSAGES[:2])
+    b = encoders["onnx"].encode_tokens(PASSAGES[:2])
+    for x, y in zip(a, b):
+        assert x.shape == y.shape
+        assert np.sum(x * y, axis=1).min() >= 0.999
+    assert encoders["onnx"].encode_tokens([]) == [] and encoders["onnx"].encode_queries([]).shape == (0, 384)
+
+
+def test_long_texts_are_truncated_like_torch(encoders):
+    long_text = " ".join(PASSAGES * 30)  # far beyond 256 tokens
+    cos = float(encoders["torch"].encode_documents([long_text])[0] @ encoders["onnx"].encode_documents([long_text])[0])
+    assert cos >= 0.9999
+
+
+def test_a_small_token_budget_changes_batches_not_vectors(demo_texts):
+    from winnow.encode.bi_encoder import BiEncoder
+
+    small = BiEncoder(MODEL, backend="onnx", max_tokens=64)
+    big = BiEncoder(MODEL, backend="onnx", max_tokens=100_000)
+    np.testing.assert_allclose(small.encode_documents(demo_texts), big.encode_documents(demo_texts), atol=1e-5)
+
+
+# -- export cache -----------------------------------------------------------------------------------
+def test_export_happens_once_and_is_read_back(encoders, export_cache):
+    encoders["onnx-int8"].encode_query("warm up")  # exports (or has exported) both fp32 and int8
+    resolved = resolve_model(MODEL)
+    first = export.exported_model(resolved, "embed", "onnx-int8")
+    mtime = first.path.stat().st_mtime_ns
+    again = export.exported_model(resolved, "embed", "onnx-int8")
+    assert again.cached and again.path == first.path
+    assert again.path.stat().st_mtime_ns == mtime  # not rewritten
+    assert first.folder.parent == export_cache / "models-cache"
+    assert first.folder.name.startswith(export.content_hash(resolved.path))
+    assert "-embed-onnx-int8-" in first.folder.name
+    leftovers = [p for p in first.folder.parent.iterdir() if p.name.startswith(".")]
+    assert leftovers == []  # temp folders renamed into place or removed
+
+
+def test_content_hash_tells_models_apart(tiny_cross_encoder_path):
+    bundled = resolve_model(MODEL).path
+    assert export.content_hash(bundled) == export.content_hash(bundled)
+    assert export.content_hash(bundled) != export.content_hash(tiny_cross_encoder_path)
+
+
+# -- choosing backends and quantization -------------------------------------------------------------
+def test_quantization_config_follows_the_cpu():
+    assert export.quantization_config(frozenset({"avx2", "avx512f", "avx512_vnni"})).name == "avx512vnni"
+    assert export.quantization_config(frozenset({"avx2", "avx_vnni"})).reduce_range is False
+    avx2 = export.quantization_config(frozenset({"avx2", "fma"}))
+    assert avx2.name == "avx2" and avx2.reduce_range is True  # 7-bit weights: no u8*s8 overflow without VNNI
+    assert export.quantization_config(frozenset({"asimd", "asimddp"})).name == "arm64"
+    assert export.quantization_config(frozenset()).name == "generic"
+    assert export.has_vnni(frozenset({"avx512_vnni"})) and not export.has_vnni(frozenset({"avx2"}))
+
+
+def test_backend_names_are_checked_and_auto_resolves():
+    with pytest.raises(InvalidArgumentError, match="unknown backend 'tensorrt'; choose one of: auto, torch, onnx"):
+        export.check_backend("tensorrt")
+    assert export.resolve_backend("auto") in export.BACKENDS
+    from winnow.encode.bi_encoder import BiEncoder
+
+    with pytest.raises(InvalidArgumentError, match="unknown backend"):
+        BiEncoder(MODEL, backend="fast")
+
+
+def test_cli_takes_a_backend_for_index_and_search():
+    from winnow.cli import build_parser
+
+    args = build_parser().parse_args(["search", "demo", "a query", "--backend", "onnx-int8"])
+    assert args.backend == "onnx-int8"
+    assert build_parser().parse_args(["index", "x.jsonl", "-c", "demo"]).backend == "auto"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["index", "x.jsonl", "-c", "demo", "--backend", "gpu"])
+
+
+# -- cross-encoder ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def rerankers(tiny_cross_encoder_path):
+    from winnow.rerank.cross_encoder import CrossEncoderReranker
+
+    return {b: CrossEncoderReranker(str(tiny_cross_encoder_path), backend=b, cache=False) for b in export.BACKENDS}
+
+
+def test_cross_encoder_backends_agree(rerankers):
+    scores = {b: r.score(QUERY, PASSAGES) for b, r in rerankers.items()}
+    np.testing.assert_allclose(scores["onnx"], scores["torch"], atol=1e-4)
+    assert np.corrcoef(scores["onnx-int8"], scores["torch"])[0, 1] > 0.95
+    pairs = [(QUERY, PASSAGES[0]), ("stock prices", PASSAGES[1])]
+    np.testing.assert_allclose(rerankers["onnx"].score_pairs(pairs), rerankers["torch"].score_pairs(pairs), atol=1e-4)
+
+
+def test_cross_encoder_onnx_truncates_at_max_length(tiny_cross_encoder_path):
+    from winnow.rerank.cross_encoder import CrossEncoderReranker
+
+    short = CrossEncoderReranker(str(tiny_cross_encoder_path), backend="onnx", max_length=32, cache=False)
+    reference = CrossEncoderReranker(str(tiny_cross_encoder_path), backend="torch", max_length=32, cache=False)
+    long_text = " ".join(PASSAGES)
+    longer = long_text + " " + "Unrelated words about trains and weather. " * 20
+    a, b = short.score(QUERY, [long_text, longer])
+    assert a == pytest.approx(float(b), abs=1e-5)  # both cut to the same first 32 tokens
+    assert a == pytest.approx(float(reference.score(QUERY, [long_text])[0]), abs=1e-4)
+    assert short.max_length == 32
+
+
+def test_rank_through_onnx_keeps_the_contract(rerankers):
+    from winnow.types import Hit
+
+    hits = [Hit(doc_id=f"d{i}", score=10.0 - i, rank=i, text=t) for i, t in enumerate(PASSAGES, start=1)]
+    ranking = rerankers["onnx-int8"].rank(QUERY, hits, top_k=3)
+    assert [h.rank for h in ranking.hits] == [1, 2, 3]
+    assert all(h.first_stage_rank is not None for h in ranking.hits)
+    assert os.environ.get("WINNOW_CACHE_DIR")  # exports stayed under pytest's tmp folder

@@ -1,0 +1,147 @@
+"""Rerankers: the shared ``rank()`` contract, the cross-encoder's options (on a tiny seeded model: these
+check mechanics, not quality), and MaxSim with hand-built token vectors and the real bi-encoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from winnow.errors import InvalidArgumentError, ModelNotFoundError
+from winnow.rerank.cross_encoder import CrossEncoderReranker
+from winnow.rerank.maxsim import MaxSimReranker, maxsim
+from winnow.types import Hit
+
+QUERY = "how do plants make food"
+PASSAGES = [
+    "Photosynthesis lets plants turn sunlight, water and carbon dioxide into sugar.",
+    "The stock market fell sharply on Monday after weak earnings reports.",
+    "Plants absorb water through their roots and release oxygen through their leaves.",
+    "A recipe for pancakes: flour, eggs, milk and a pinch of salt.",
+    "Chlorophyll in leaves captures light energy for the plant.",
+]
+
+
+def candidates() -> list[Hit]:
+    """A first stage's hits: ranks 1..5 with decreasing scores."""
+    return [
+        Hit(doc_id=f"d{i}", score=10.0 - i, rank=i, text=t, chunk=f"d{i}#0")
+        for i, t in enumerate(PASSAGES, start=1)
+    ]
+
+
+@pytest.fixture(scope="module")
+def cross_encoder(tiny_cross_encoder_path):
+    return CrossEncoderReranker(str(tiny_cross_encoder_path))
+
+
+def test_rank_orders_by_the_rerankers_score_and_keeps_first_stage_positions(cross_encoder):
+    hits = candidates()
+    scores = cross_encoder.score(QUERY, PASSAGES)
+    assert scores.shape == (5,) and np.isfinite(scores).all()
+    ranking = cross_encoder.rank(QUERY, hits)
+    assert ranking.query == QUERY and len(ranking) == 5
+    expected_order = [f"d{i + 1}" for i in np.argsort(-scores, kind="stable")]
+    assert ranking.doc_ids == expected_order
+    assert [h.rank for h in ranking.hits] == [1, 2, 3, 4, 5]
+    for hit in ranking.hits:
+        original = hits[int(hit.doc_id[1:]) - 1]
+        assert hit.first_stage_rank == original.rank
+        assert hit.first_stage_score == original.score
+        assert hit.rerank_score == pytest.approx(float(scores[original.rank - 1]), abs=1e-5)
+        assert hit.score == hit.rerank_score
+        assert hit.text == original.text and hit.chunk == original.chunk
+        assert hit.movement == original.rank - hit.rank
+    assert set(ranking.timings_ms) == {"rerank"} and ranking.timings_ms["rerank"] > 0
+
+
+def test_rank_top_k_keeps_the_best(cross_encoder):
+    full = cross_encoder.rank(QUERY, candidates())
+    top2 = cross_encoder.rank(QUERY, candidates(), top_k=2)
+    assert top2.doc_ids == full.doc_ids[:2]
+    assert len(cross_encoder.rank(QUERY, candidates(), top_k=50)) == 5
+    for bad in (0, -3):
+        with pytest.raises(InvalidArgumentError, match="top_k must be >= 1"):
+            cross_encoder.rank(QUERY, candidates(), top_k=bad)
+
+
+def test_rank_does_not_touch_the_callers_list(cross_encoder):
+    hits = candidates()
+    snapshot = list(hits)
+    cross_encoder.rank(QUERY, hits, top_k=3)
+    assert hits == snapshot
+    assert all(a is b for a, b in zip(hits, snapshot))
+    assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
+    assert all(h.rerank_score is None for h in hits)
+
+
+def test_a_second_stage_keeps_the_first_stages_positions(cross_encoder):
+    once = cross_encoder.rank(QUERY, candidates())
+    twice = cross_encoder.rank(QUERY, once.hits)
+    for hit in twice.hits:
+        assert hit.first_stage_rank == int(hit.doc_id[1:])  # still the first stage's, not the previous stage's
+        assert hit.first_stage_score == 10.0 - int(hit.doc_id[1:])
+
+
+def test_no_candidates_give_an_empty_ranking(cross_encoder):
+    ranking = cross_encoder.rank(QUERY, [])
+    assert ranking.hits == () and "rerank" in ranking.timings_ms
+    assert cross_encoder.score(QUERY, []).shape == (0,)
+
+
+def test_the_title_is_read_with_the_text(cross_encoder):
+    plain = Hit(doc_id="x", score=1.0, rank=1, text=PASSAGES[1])
+    titled = Hit(doc_id="x", score=1.0, rank=1, text=PASSAGES[1], title="Photosynthesis in plants")
+    a = cross_encoder.rank(QUERY, [plain]).hits[0].rerank_score
+    b = cross_encoder.rank(QUERY, [titled]).hits[0].rerank_score
+    assert a != pytest.approx(b, abs=1e-6)
+    expected = cross_encoder.score(QUERY, [f"Photosynthesis in plants {PASSAGES[1]}"])[0]
+    assert b == pytest.approx(float(expected), abs=1e-5)
+
+
+def test_sigmoid_maps_logits_into_0_1_in_the_same_order(cross_encoder, tiny_cross_encoder_path):
+    probs_model = CrossEncoderReranker(str(tiny_cross_encoder_path), sigmoid=True)
+    logits = cross_encoder.score(QUERY, PASSAGES)
+    probs = probs_model.score(QUERY, PASSAGES)
+    assert ((probs > 0) & (probs < 1)).all()
+    np.testing.assert_allclose(probs, 1 / (1 + np.exp(-logits)), atol=1e-5)
+
+
+def test_max_length_truncates_long_pairs(tiny_cross_encoder_path):
+    short = CrossEncoderReranker(str(tiny_cross_encoder_path), max_length=32, batch_size=2)
+    assert short.max_length == 32
+    long_text = " ".join(PASSAGES)  # far beyond 32 tokens
+    longer = long_text + " " + "Unrelated words about trains and weather. " * 20
+    a, b = short.score(QUERY, [long_text, longer])
+    assert a == pytest.approx(float(b), abs=1e-5)  # both cut to the same first 32 tokens
+
+
+def test_cross_encoder_arguments_are_validated(tiny_cross_encoder_path, monkeypatch):
+    with pytest.raises(InvalidArgumentError, match="max_length must be >= 8"):
+        CrossEncoderReranker(str(tiny_cross_encoder_path), max_length=4)
+    with pytest.raises(InvalidArgumentError, match="batch_size must be >= 1"):
+        CrossEncoderReranker(str(tiny_cross_encoder_path), batch_size=0)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError, match="no-such-reranker"):
+        CrossEncoderReranker("winnow-tests/no-such-reranker")
+
+
+# -- MaxSim ----------------------------------------------------------------------------------------------
+def test_maxsim_on_hand_built_token_vectors():
+    q = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    d1 = np.array([[1.0, 0.0]], dtype=np.float32)  # matches the first query token only
+    d2 = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=np.float32)  # matches both
+    d3 = np.array([[0.6, 0.8]], dtype=np.float32)
+    assert maxsim(q, d1) == pytest.approx(0.5)
+    assert maxsim(q, d2) == pytest.approx(1.0)
+    assert maxsim(q, d3) == pytest.approx((0.6 + 0.8) / 2)
+    assert maxsim(q, np.zeros((0, 2), dtype=np.float32)) == 0.0
+
+
+def test_maxsim_reranker_with_the_real_bi_encoder(bi_encoder):
+    reranker = MaxSimReranker(encoder=bi_encoder)
+    scores = reranker.score(QUERY, [QUERY, *PASSAGES])
+    assert scores[0] == pytest.approx(1.0, abs=1e-4)  # a text against itself: every token finds itself
+    assert (scores[1:] < scores[0]).all()
+    ranking = reranker.rank(QUERY, candidates())
+    assert ranking.doc_ids[-1] in ("d2", "d4")  # stock market / pancakes: the off-topic ones sink
+    assert set(ranking.doc_ids[:2]) <= {"d1", "d3", "d5"}

@@ -1,0 +1,274 @@
+"""Reranker training tools: data readers, negative mining, and a few real training steps on a tiny slice.
+
+Everything runs the real bundled all-MiniLM-L6-v2 weights on the CPU; the training test keeps the model
+to 2 layers and 64 tokens, so it trains in seconds (full training never runs here).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from winnow.cli import build_parser
+from winnow.errors import CorpusError, InvalidArgumentError
+from winnow.train.data import (
+    Passage,
+    QueryPositive,
+    TrainingExample,
+    fix_text,
+    read_mined,
+    read_positives,
+    read_wikiqa,
+    rows,
+    split_dev,
+)
+from winnow.train.fusion_fit import fit_weight, ndcg_at_10
+from winnow.train.mining import MiningConfig, mine_negatives
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# Sixteen real-world facts, one question each: a pool where each query has one answer and many
+# passages that are off topic or near it (the four about planets, the four about programming...).
+PAIRS = [
+    ("what is the capital of france", "Paris is the capital and most populous city of France."),
+    ("what is the capital of germany", "Berlin is the capital and largest city of Germany by population."),
+    ("what is the capital of italy", "Rome is the capital city of Italy and of the Lazio region."),
+    ("what is the capital of spain", "Madrid is the capital and most populous city of Spain."),
+    ("largest planet in the solar system", "Jupiter is the fifth planet from the Sun and the largest in the Solar System."),
+    ("which planet is known as the red planet", "Mars is called the Red Planet because of the iron oxide on its surface."),
+    ("closest planet to the sun", "Mercury is the smallest planet and the closest to the Sun."),
+    ("planet with the most famous rings", "Saturn is best known for its prominent ring system of ice and rock."),
+    ("who created the python language", "Python was created by Guido van Rossum and first released in 1991."),
+    ("what is rust programming language", "Rust is a systems programming language focused on memory safety."),
+    ("what is javascript used for", "JavaScript is the scripting language of web pages, run by browsers."),
+    ("who designed the c language", "The C programming language was designed by Dennis Ritchie at Bell Labs."),
+    ("how do bees make honey", "Bees make honey by collecting nectar and evaporating it in the hive."),
+    ("how long do cats sleep", "Cats sleep between twelve and sixteen hours a day on average."),
+    ("why do leaves change color in autumn", "Leaves turn yellow and red in autumn as chlorophyll breaks down."),
+    ("how tall is mount everest", "Mount Everest is 8,849 metres tall, the highest mountain above sea level."),
+]
+
+
+def _pairs() -> list[QueryPositive]:
+    return [QueryPositive(f"q{i}", q, p) for i, (q, p) in enumerate(PAIRS)]
+
+
+# -- data --------------------------------------------------------------------------------------------
+def test_fix_text_repairs_ms_marco_mojibake():
+    assert fix_text("c.1590 \u00e2\u0080\u0093 1657") == "c.1590 – 1657"
+    assert fix_text("plain text") == "plain text"
+    # bytes lost in the source leave a lone "â": apostrophes, dashes and quotes are put back
+    assert fix_text("Whatâs the âSeinfeldâ cast â (1989â1998)") == 'What\'s the "Seinfeld" cast – (1989–1998)'
+    assert fix_text("châteaux, âge") == "châteaux, âge"
+
+
+def test_read_positives_fixes_the_shared_training_pairs():
+    path = DATA / "train" / "msmarco-dev-small-positives.jsonl"
+    if not path.is_file():
+        pytest.skip(f"shared training data not found at {path}")
+    pairs = read_positives(path, limit=50)
+    assert len(pairs) == 50 and pairs[0].qid == "q1"
+    assert "–" in pairs[0].positive and "\u00e2\u0080" not in pairs[0].positive
+    raw = read_positives(path, fix=False, limit=1)
+    assert "\u00e2\u0080\u0093" in raw[0].positive
+
+
+def test_read_positives_names_the_bad_line(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text('{"query": "a", "positive": "b"}\n{"query": "c"}\n', encoding="utf-8")
+    with pytest.raises(CorpusError, match="line 2.*'positive'"):
+        read_positives(path)
+
+
+def test_read_wikiqa_groups_candidates_and_drops_unanswered(tmp_path):
+    path = tmp_path / "train.tsv"
+    path.write_text(
+        "question_id\tquestion\tsentence\tlabel\n"
+        "1\thow are caves formed ?\tcaves form by erosion .\t1\n"
+        "1\thow are caves formed ?\tthe facade is 60 m high\t0\n"
+        "2\twho is bob ?\tnobody knows .\t0\n",
+        encoding="utf-8",
+    )
+    examples = read_wikiqa(path)
+    assert len(examples) == 1
+    e = examples[0]
+    assert e.qid == "wikiqa-train-1" and [p.text for p in e.positives] == ["caves form by erosion ."]
+    assert [n.text for n in e.negatives] == ["the facade is 60 m high"]
+    assert e.source == "wikiqa"
+
+
+def test_rows_give_each_loss_its_layout():
+    e = TrainingExample("q", "query", (Passage("p", "pos"),), tuple(Passage(f"n{i}", f"neg{i}") for i in range(3)))
+    short = TrainingExample("s", "short", (Passage("p2", "pos2"),), (Passage("m", "neg"),))
+    pairs = rows([e], "pairs", negatives=2)
+    assert pairs == {"query": ["query"] * 3, "passage": ["pos", "neg0", "neg1"], "label": [1.0, 0.0, 0.0]}
+    lists = rows([e], "list", negatives=3, seed=1)
+    assert sorted(lists["docs"][0]) == ["neg0", "neg1", "neg2", "pos"]
+    assert lists["labels"][0][lists["docs"][0].index("pos")] == 1.0 and sum(lists["labels"][0]) == 1.0
+    tuples = rows([e, short], "tuple", negatives=2)  # the short example cannot fill 2 negatives
+    assert tuples == {"query": ["query"], "positive": ["pos"], "negative_1": ["neg0"], "negative_2": ["neg1"]}
+    with pytest.raises(InvalidArgumentError, match="pairs, list, tuple"):
+        rows([e], "triplets", negatives=1)
+
+
+def test_split_dev_is_seeded_and_disjoint():
+    examples = [TrainingExample(f"q{i}", f"query {i}", (Passage(f"p{i}", "x"),)) for i in range(20)]
+    train, dev = split_dev(examples, 5, seed=3)
+    assert len(dev) == 5 and len(train) == 15
+    assert not {e.qid for e in train} & {e.qid for e in dev}
+    assert [e.qid for e in split_dev(examples, 5, seed=3)[1]] == [e.qid for e in dev]
+    with pytest.raises(InvalidArgumentError, match="dev size"):
+        split_dev(examples, 20)
+
+
+def test_fusion_fit_picks_the_better_signal():
+    assert ndcg_at_10(np.array([3.0, 2.0, 1.0]), np.array([True, False, False])) == 1.0
+    assert ndcg_at_10(np.array([1.0, 2.0, 3.0]), np.array([True, False, False])) == pytest.approx(0.5)
+    rel = [np.array([False, False, True, False])] * 3
+    good = [np.array([0.1, 0.2, 0.9, 0.3])] * 3  # ranks the relevant one first
+    bad = [np.array([0.9, 0.8, 0.1, 0.7])] * 3
+    fit = fit_weight(good, bad, rel)
+    assert fit.weight > 0.5 and fit.reranker == 1.0 and fit.first_stage < 1.0 and fit.best == 1.0
+    assert fit_weight(bad, good, rel).weight < 0.5
+    assert fit_weight(good, good, rel).weight == 0.5  # a tie everywhere: the even mix
+
+
+# -- mining ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def mined(tmp_path_factory):
+    """Mine the sixteen pairs twice with one seed and once with another, through the CLI."""
+    root = tmp_path_factory.mktemp("mining")
+    pairs_file = root / "pairs.jsonl"
+    pairs_file.write_text("".join(json.dumps({"query": q, "positive": p}) + "\n" for q, p in PAIRS), encoding="utf-8")
+    outs = {}
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        out = root / f"mined-{name}.jsonl"
+        argv = ["mine-negatives", str(pairs_file), "-o", str(out), "--cache", str(root / "cache"), "--quiet",
+                "--skip-top", "1", "--max-rank", "12", "--negatives", "3", "--seed", str(seed)]
+        args = build_parser().parse_args(argv)
+        assert args.func(args) == 0
+        outs[name] = out
+    return outs
+
+
+def test_mining_is_reproducible_with_a_seed(mined):
+    a, b, c = (mined[k].read_bytes() for k in "abc")
+    assert a == b
+    assert a != c  # another seed draws other negatives
+    meta = json.loads((mined["a"].with_name("mined-a.jsonl.meta.json")).read_text())
+    assert meta["config"]["seed"] == 7 and meta["report"]["queries"] == 16
+
+
+def test_mined_negatives_follow_the_rules(mined):
+    cfg = MiningConfig(skip_top=1, max_rank=12, negatives=3)
+    records = [json.loads(line) for line in mined["a"].read_text(encoding="utf-8").splitlines()]
+    assert len(records) == 16
+    for r in records:
+        pos = r["positive"]
+        assert pos["score"] is not None  # dense: the positive's exact score even when it ranks low
+        assert len(r["negatives"]) == 3
+        assert len(r["ranking"]) == 12
+        for n in r["negatives"]:
+            assert n["id"] != pos["id"] and n["text"] != pos["text"]
+            assert cfg.skip_top < n["rank"] <= cfg.max_rank
+            assert n["score"] <= pos["score"] - abs(pos["score"]) * cfg.relative_margin
+    by_query = {r["query"]: r for r in records}
+    assert by_query["what is the capital of france"]["positive"]["rank"] == 1
+
+
+def test_mining_rejects_bad_settings(tmp_path):
+    with pytest.raises(InvalidArgumentError, match="skip_top < max_rank"):
+        MiningConfig(skip_top=10, max_rank=5)
+    with pytest.raises(InvalidArgumentError, match="dense, bm25, hybrid"):
+        MiningConfig(method="splade")
+    with pytest.raises(InvalidArgumentError, match="duplicate query id"):
+        mine_negatives([QueryPositive("q", "a", "b"), QueryPositive("q", "c", "d")], home=tmp_path)
+
+
+def test_read_mined_rebuilds_rankings_with_texts(mined):
+    examples = read_mined(mined["a"])
+    assert len(examples) == 16
+    e = examples[0]
+    assert e.source == "mined-a" and len(e.negatives) == 3
+    assert len(e.ranking) == 12 and all(h.text for h in e.ranking)  # every pool passage is someone's positive
+    assert [h.rank for h in e.ranking] == list(range(1, 13))
+
+
+# -- training ----------------------------------------------------------------------------------------
+def test_training_a_few_steps_lowers_the_loss_and_writes_a_model_card(mined, tmp_path):
+    """32 pairs (8 queries x 1 positive + 3 mined negatives), 2 layers, 64 tokens, 6 full-batch steps."""
+    out = tmp_path / "run"
+    argv = ["train", "reranker", "--train", str(mined["a"]), "-o", str(out), "--quiet",
+            "--dev-queries", "2", "--limit", "8", "--negatives", "3", "--loss", "bce",
+            "--layers", "2", "--max-length", "64", "--batch-size", "32", "--lr", "1e-3", "--warmup-ratio", "0",
+            "--max-steps", "6", "--logging-steps", "1", "--save-steps", "1000", "--eval-steps", "1000", "--eval-depth", "8"]
+    args = build_parser().parse_args(argv)
+    assert args.func(args) == 0
+
+    model_dir = out / "model"
+    info = json.loads((model_dir / "training.json").read_text())
+    losses = [loss for _, loss in info["losses"]]
+    assert info["steps"] == 6 and info["train_rows"] == 32 and len(losses) == 6
+    assert np.mean(losses[-2:]) < np.mean(losses[:2]), losses
+
+    card = (model_dir / "README.md").read_text()
+    for needed in ("training time", "hardware", "CPU core", "mined-a.jsonl", "bce", "dev-mined-a_ndcg@10", "winnow train reranker"):
+        assert needed in card, needed
+    assert info["dev_queries"] == 2 and "dev-mined-a_base_ndcg@10" in info["dev_metrics"]
+    fusion = json.loads((model_dir / "fusion.json").read_text())
+    assert 0.0 <= fusion["weight_reranker"] <= 1.0 and fusion["dev_queries"] == 2
+
+    from winnow.rerank.cross_encoder import CrossEncoderReranker
+
+    scores = CrossEncoderReranker(str(model_dir)).score("capital of france", ["Paris is the capital.", "Cats sleep."])
+    assert scores.shape == (2,) and np.isfinite(scores).all()
+
+
+def test_training_resumes_from_its_last_checkpoint(mined, tmp_path):
+    out = tmp_path / "run"
+    base = ["train", "reranker", "--train", str(mined["a"]), "-o", str(out), "--quiet", "--dev-queries", "0",
+            "--limit", "4", "--negatives", "1", "--layers", "1", "--max-length", "32", "--batch-size", "8",
+            "--save-steps", "1", "--logging-steps", "1", "--no-fusion"]
+    args = build_parser().parse_args(base + ["--max-steps", "1"])
+    assert args.func(args) == 0
+    assert (out / "checkpoints" / "checkpoint-1").is_dir()
+    args = build_parser().parse_args(base + ["--max-steps", "2", "--resume"])
+    assert args.func(args) == 0
+    info = json.loads((out / "model" / "training.json").read_text())
+    assert info["steps"] == 2 and info["resumed_from"].endswith("checkpoint-1")
+
+
+def test_best_by_must_name_a_dev_metric(mined, tmp_path):
+    from winnow.train.trainer import TrainConfig, train_reranker
+
+    examples = read_mined(mined["a"])
+    with pytest.raises(InvalidArgumentError, match="dev-mined-a_ndcg@10"):
+        train_reranker(examples[2:], tmp_path, TrainConfig(best_by="dev-wikiqa_ndcg@10"), dev=examples[:2])
+    with pytest.raises(InvalidArgumentError, match="multiple of eval_steps"):
+        TrainConfig(best_by="dev-x_ndcg@10", eval_steps=300, save_steps=500)
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(mined, tmp_path):
+    args = build_parser().parse_args(
+        ["train", "reranker", "--train", str(mined["a"]), "-o", str(tmp_path / "new"), "--resume", "--quiet"]
+    )
+    with pytest.raises(InvalidArgumentError, match="no checkpoint"):
+        args.func(args)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss", ["lambda", "listnet", "mnrl"])
+def test_listwise_and_contrastive_losses_train(mined, tmp_path, loss):
+    """One step of each other loss layout (lists of a query's passages; positive + negative columns)."""
+    from winnow.train.trainer import TrainConfig, train_reranker
+
+    examples = read_mined(mined["a"])[:4]
+    config = TrainConfig(loss=loss, negatives=2, max_steps=1, batch_size=4, max_length=32, layers=1,
+                         logging_steps=1, save_steps=1000, fit_fusion=False)
+    result = train_reranker(examples, tmp_path / loss, config, progress=False)
+    assert result.steps == 1 and len(result.losses) == 1 and np.isfinite(result.losses[0][1])
+    assert result.train_pairs == 4 * 3  # 4 queries x (1 positive + 2 negatives)
+    assert (result.model_dir / "README.md").is_file()

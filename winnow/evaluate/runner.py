@@ -1,0 +1,376 @@
+"""Run several retrieval setups over one BEIR dataset and measure them the same way.
+
+The corpus is indexed once per (corpus content, bi-encoder) into a collection under a cache home
+(default ``$WINNOW_HOME/.eval-cache``), named ``<dataset>-<hash>``; a later evaluation of the same
+corpus with the same model opens it instead of encoding again.
+
+Methods are ``bm25``, ``dense``, ``hybrid`` (first stage, ``run_depth`` deep) and ``X>rerank`` (the
+first stage ``X`` ``depth`` deep, all candidates reranked by the cross-encoder). Each judged query is
+searched and timed per stage; queries are sent ``batch_size`` at a time (1 = true per-query latency,
+larger = faster runs with latencies amortized over the batch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from winnow.errors import InvalidArgumentError, WinnowError
+from winnow.evaluate.dataset import BeirDataset
+from winnow.evaluate.metrics import DEFAULT_METRICS, evaluate_run, parse_metrics
+from winnow.evaluate.significance import PairedTest, paired_test
+
+log = logging.getLogger(__name__)
+
+FIRST_STAGES = ("bm25", "dense", "hybrid")
+RERANK_SUFFIX = ">rerank"
+VALID_METHODS = FIRST_STAGES + tuple(f"{m}{RERANK_SUFFIX}" for m in FIRST_STAGES)
+RUN_DEPTH = 1000  # first-stage-only methods: enough for R@1000 (and what the hybrid legs read)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    first_stage: str
+    rerank: bool
+
+
+def parse_methods(text: str | Sequence[str]) -> tuple[MethodSpec, ...]:
+    """``"bm25,dense,hybrid>rerank"`` -> specs; unknown or repeated names raise, listing the valid ones."""
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text)]
+    names = [n.replace(" ", "") for n in names if n]
+    if not names:
+        raise InvalidArgumentError(f"no methods given; choose from: {', '.join(VALID_METHODS)}")
+    specs = []
+    for name in names:
+        if name not in VALID_METHODS:
+            raise InvalidArgumentError(f"unknown method {name!r}; choose from: {', '.join(VALID_METHODS)}")
+        if any(s.name == name for s in specs):
+            raise InvalidArgumentError(f"method {name!r} is listed twice")
+        first = name.removesuffix(RERANK_SUFFIX)
+        specs.append(MethodSpec(name, first, name != first))
+    return tuple(specs)
+
+
+# -- the corpus cache ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CorpusCache:
+    """Where the dataset's corpus is indexed, and what building it cost."""
+
+    name: str
+    path: Path
+    model: str
+    documents: int
+    chunks: int
+    generation: int
+    cached: bool  # True when this run encoded nothing
+    encode_seconds: float  # what indexing the corpus took when the cache was built
+    backend: str = "torch"  # the bi-encoder backend that encoded the corpus and encodes the queries
+
+
+def resolved_backend(backend: str | None) -> str:
+    """The bi-encoder backend ``backend`` (None: winnow's default) resolves to on this machine."""
+    try:
+        from winnow.models.export import resolve_backend
+    except ImportError:  # a winnow without backends: torch only
+        return "torch"
+    return resolve_backend(backend or "auto")
+
+
+def cache_name(dataset: BeirDataset, model: str, backend: str | None = None) -> str:
+    """``<dataset folder>-<12 hex>``: the hash covers the corpus content, the bi-encoder's name and the
+    backend that encodes it (int8 vectors differ a little from fp32 ones)."""
+    from winnow.models.resolve import resolve_model
+
+    digest = hashlib.blake2b(digest_size=6)
+    digest.update(dataset.corpus_hash.encode())
+    digest.update(resolve_model(model).name.encode())
+    digest.update(resolved_backend(backend).encode())
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset.name).strip("-.") or "dataset"
+    return f"{slug[:48]}-{digest.hexdigest()}"
+
+
+def default_cache_dir(home: Path | str | None = None) -> Path:
+    from winnow.collection import default_home
+
+    return (Path(home) if home is not None else default_home()) / ".eval-cache"
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def open_corpus_cache(
+    dataset: BeirDataset,
+    *,
+    cache_dir: Path | str,
+    model: str | None = None,
+    backend: str | None = None,
+    progress: bool = False,
+):
+    """The collection holding ``dataset``'s corpus (built on first use) and a :class:`CorpusCache`.
+    ``backend`` picks the bi-encoder backend (None: winnow's default for this machine)."""
+    from winnow.collection import Collection
+    from winnow.models.resolve import DEFAULT_BI_ENCODER
+
+    model = model or DEFAULT_BI_ENCODER
+    cache_dir = Path(cache_dir)
+    name = cache_name(dataset, model, backend)
+    meta_path = cache_dir / f"{name}.eval.json"
+    with _build_lock(cache_dir / f".{name}.lock"):
+        col = Collection.open_or_create(name, home=cache_dir, model=model)
+        if backend is not None and hasattr(col, "use_backend"):
+            col.use_backend(backend)
+        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+        complete = meta.get("generation") == col.generation and meta.get("documents") == len(col) > 0
+        if complete:
+            log.info("corpus cache hit: %s (%d documents, generation %d)", col.path, len(col), col.generation)
+            cached = True
+        else:
+            docs = dataset.read_corpus()
+            log.info("indexing %d documents of %s into the cache %s", len(docs), dataset.name, col.path)
+            report = col.add(docs, upsert=True, progress=progress)
+            cached = report.chunks_encoded == 0
+            meta = {
+                "dataset": str(dataset.path),
+                "corpus_hash": dataset.corpus_hash,
+                "model": col.model_name,
+                "documents": len(col),
+                "generation": col.generation,
+                "encode_seconds": meta.get("encode_seconds") if cached else report.seconds,
+                "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+            _write_json(meta_path, meta)
+    info = col.info()
+    return col, CorpusCache(
+        name=name,
+        path=col.path,
+        model=col.model_name,
+        documents=info.documents,
+        chunks=info.chunks,
+        generation=info.generation,
+        cached=cached,
+        encode_seconds=float(meta.get("encode_seconds") or 0.0),
+        backend=str(getattr(col.encoder, "backend", "torch")),
+    )
+
+
+# -- results --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Latency:
+    p50: float
+    p95: float
+    mean: float
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    method: str
+    metrics: Mapping[str, float]
+    per_query: Mapping[str, Mapping[str, float]]  # metric -> {qid: value}
+    latency_ms: Mapping[str, Latency]  # stage -> percentiles over queries; "total" is the whole search
+    run: Mapping[str, tuple[tuple[str, float], ...]]  # qid -> ((doc_id, score), ...) best first
+    no_results: int  # judged queries for which the method returned nothing
+    tests: Mapping[str, PairedTest] = field(default_factory=dict)  # metric -> test against the baseline
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    dataset: str
+    dataset_path: str
+    split: str
+    queries: int
+    judged: int
+    metrics: tuple[str, ...]
+    rel: int
+    depth: int
+    run_depth: int
+    batch_size: int
+    reranker: str | None
+    corpus: CorpusCache
+    methods: tuple[MethodResult, ...]
+    created: str
+
+    @property
+    def baseline(self) -> str:
+        return self.methods[0].method
+
+    @property
+    def primary_metric(self) -> str:
+        return self.metrics[0]
+
+
+# -- running --------------------------------------------------------------------------------------
+
+
+def _latency(values: Sequence[float]) -> Latency:
+    arr = np.asarray(values, dtype=np.float64)
+    return Latency(float(np.percentile(arr, 50)), float(np.percentile(arr, 95)), float(arr.mean()))
+
+
+def _search_fn(spec: MethodSpec, col, *, reranker, depth: int, run_depth: int, dense_index: str) -> Callable:
+    """queries -> rankings for one method."""
+    retriever = col.retriever(spec.first_stage, dense_index=dense_index)
+    if not spec.rerank:
+        return lambda queries: retriever.search_many(queries, run_depth)
+    from winnow.pipeline import Pipeline
+
+    pipeline = Pipeline(retriever, reranker, depth=depth, top_k=depth, hydrate=col.hydrate)
+    return pipeline.search_many
+
+
+def run_method(
+    spec: MethodSpec,
+    col,
+    dataset: BeirDataset,
+    measures: Sequence,
+    *,
+    reranker=None,
+    depth: int = 100,
+    run_depth: int = RUN_DEPTH,
+    batch_size: int = 1,
+    dense_index: str = "auto",
+) -> MethodResult:
+    search = _search_fn(spec, col, reranker=reranker, depth=depth, run_depth=run_depth, dense_index=dense_index)
+    qids = list(dataset.judged)
+    texts = [dataset.queries[q] for q in qids]
+    search(texts[:1])  # warm-up (model loading, JIT): not timed
+    run: dict[str, tuple[tuple[str, float], ...]] = {}
+    stages: dict[str, list[float]] = {}
+    totals: list[float] = []
+    for start in range(0, len(qids), batch_size):
+        batch = texts[start : start + batch_size]
+        t0 = time.perf_counter()
+        rankings = search(batch)
+        per_query = (time.perf_counter() - t0) * 1000.0 / len(batch)
+        for qid, ranking in zip(qids[start : start + batch_size], rankings):
+            run[qid] = tuple((h.doc_id, float(h.score)) for h in ranking.hits)
+            totals.append(per_query)
+            for stage, ms in ranking.timings_ms.items():
+                stages.setdefault(stage, []).append(float(ms))
+    means, per_query_values = evaluate_run(measures, dataset.qrels, run, qids)
+    latency = {stage: _latency(v) for stage, v in stages.items()}
+    latency["total"] = _latency(totals)
+    return MethodResult(
+        method=spec.name,
+        metrics=means,
+        per_query=per_query_values,
+        latency_ms=latency,
+        run=run,
+        no_results=sum(1 for q in qids if not run.get(q)),
+    )
+
+
+def evaluate(
+    dataset: BeirDataset,
+    methods: str | Sequence[str],
+    *,
+    cache_dir: Path | str,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    rel: int = 1,
+    depth: int = 100,
+    run_depth: int = RUN_DEPTH,
+    rerank: str | None = None,
+    reranker=None,
+    model: str | None = None,
+    backend: str | None = None,
+    batch_size: int = 1,
+    dense_index: str = "auto",
+    max_length: int | None = None,
+    progress: bool = False,
+    on_method: Callable[[MethodResult], None] | None = None,
+) -> EvalReport:
+    """Evaluate ``methods`` on the judged queries of ``dataset``; ``reranker`` (an object) wins over ``rerank``
+    (a cross-encoder id or folder) for the ``X>rerank`` methods."""
+    specs = parse_methods(methods)
+    measures = parse_metrics(metrics, rel=rel)
+    for name, value, low in (("depth", depth, 1), ("run_depth", run_depth, 1), ("batch_size", batch_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InvalidArgumentError(f"{name} must be an integer >= {low}, got {value!r}")
+    if not dataset.judged:
+        raise WinnowError(f"no query of {dataset.path} has judgments in qrels/{dataset.split}.tsv: nothing to evaluate")
+    if any(s.rerank for s in specs) and reranker is None:
+        reranker = _make_reranker(rerank, [s.name for s in specs if s.rerank], max_length, backend)
+    col, cache = open_corpus_cache(dataset, cache_dir=cache_dir, model=model, backend=backend, progress=progress)
+    results: list[MethodResult] = []
+    try:
+        for spec in specs:
+            log.info("evaluating %s on %d judged queries", spec.name, len(dataset.judged))
+            result = run_method(
+                spec, col, dataset, measures, reranker=reranker, depth=depth, run_depth=run_depth,
+                batch_size=batch_size, dense_index=dense_index,
+            )
+            if results:
+                base = results[0]
+                tests = {m: paired_test(base.per_query[m], result.per_query[m]) for m in result.per_query}
+                result = MethodResult(**{**result.__dict__, "tests": tests})
+            results.append(result)
+            if on_method is not None:
+                on_method(result)
+    finally:
+        col.close()
+    return EvalReport(
+        dataset=dataset.name,
+        dataset_path=str(Path(dataset.path).resolve()),
+        split=dataset.split,
+        queries=len(dataset.queries),
+        judged=len(dataset.judged),
+        metrics=tuple(str(m) for m in measures),
+        rel=rel,
+        depth=depth,
+        run_depth=run_depth,
+        batch_size=batch_size,
+        reranker=getattr(reranker, "name", None) if reranker is not None else None,
+        corpus=cache,
+        methods=tuple(results),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+
+
+def _make_reranker(model: str | None, methods: list[str], max_length: int | None, backend: str | None):
+    if not model:
+        from winnow.models import resolve
+
+        model = getattr(resolve, "DEFAULT_RERANKER", None)
+    if not model:
+        raise InvalidArgumentError(
+            f"method(s) {', '.join(methods)} need a reranker: pass --rerank MODEL (a cross-encoder's Hugging Face "
+            f"id or local folder); winnow does not ship a default reranker yet"
+        )
+    import inspect
+
+    from winnow.rerank.cross_encoder import CrossEncoderReranker
+
+    options = inspect.signature(CrossEncoderReranker).parameters
+    kwargs = {"cache": False} if "cache" in options else {}  # every query scored afresh: honest latencies
+    if backend is not None and "backend" in options:
+        kwargs["backend"] = backend
+    return CrossEncoderReranker(model, max_length=max_length, **kwargs)

@@ -1,0 +1,404 @@
+"""ONNX export and dynamic int8 quantization of encoder models, cached on disk.
+
+``exported_model(resolved, task, backend)`` returns a folder holding ``model.onnx`` for the model,
+building it on first use only: export from the torch weights (read-only; nothing is written beside
+them), ONNX Runtime's transformer fusions (attention, GELU, skip-LayerNorm), and for ``onnx-int8``
+dynamic quantization with the config that suits this CPU (see :func:`quantization_config`). The
+result is checked against torch on a few inputs, then moved into place with one rename, under::
+
+    <cache root>/models-cache/<content hash>-<task>-<backend>[-<quantization>]/
+        model.onnx  meta.json
+
+The key is a hash of the model's full file contents, so a fine-tuned model never reuses another's
+export. Cache root: ``$WINNOW_CACHE_DIR``, else ``$WINNOW_HOME``, else ``$XDG_CACHE_HOME/winnow`` or
+``~/.cache/winnow``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from winnow.errors import InvalidArgumentError, MissingDependencyError
+from winnow.models.resolve import ResolvedModel
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKEND_CHOICES = ("auto", *BACKENDS)
+TASKS = ("embed", "score")  # embed: last hidden state of a bi-encoder; score: a cross-encoder's logits
+EXPORT_VERSION = 1
+OPSET = 17
+
+
+@dataclass(frozen=True)
+class QuantizationConfig:
+    """How weights are quantized for one kind of CPU (activations: uint8, dynamic, per batch)."""
+
+    name: str
+    per_channel: bool
+    reduce_range: bool  # 7-bit weights: avoids the u8*s8 overflow of AVX2/AVX-512 kernels without VNNI
+    # () = every operator ONNX Runtime quantizes dynamically (MatMul, fused Attention, embeddings); see
+    # docs/performance.md for the op sets measured (cosine and nDCG@10 to fp32)
+    operators: tuple[str, ...] = ()
+
+
+# Picked by CPU features, first match wins (the small-table style of bm25s' scoring variants).
+QUANTIZATION_CONFIGS: tuple[tuple[str, QuantizationConfig], ...] = (
+    ("amx_int8", QuantizationConfig("amx", per_channel=True, reduce_range=False)),
+    ("avx512_vnni", QuantizationConfig("avx512vnni", per_channel=True, reduce_range=False)),
+    ("avx_vnni", QuantizationConfig("avxvnni", per_channel=True, reduce_range=False)),
+    ("asimddp", QuantizationConfig("arm64", per_channel=True, reduce_range=False)),
+    ("avx512f", QuantizationConfig("avx512", per_channel=True, reduce_range=True)),
+    ("avx2", QuantizationConfig("avx2", per_channel=True, reduce_range=True)),
+)
+FALLBACK_QUANTIZATION = QuantizationConfig("generic", per_channel=True, reduce_range=True)
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    """An ONNX model folder ready for ONNX Runtime; ``cached`` says whether it was already on disk."""
+
+    path: Path  # the .onnx file
+    folder: Path
+    task: str
+    backend: str
+    quantization: str | None
+    cached: bool
+
+
+@lru_cache(maxsize=1)
+def cpu_features() -> frozenset[str]:
+    """The CPU's feature flags (``/proc/cpuinfo`` on Linux; empty where unknown)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    if platform.machine().lower() in ("arm64", "aarch64"):
+        return frozenset({"asimddp"})  # Apple silicon and recent ARM servers have dot-product int8
+    return frozenset()
+
+
+def has_vnni(features: frozenset[str] | None = None) -> bool:
+    """Whether the CPU has int8 dot-product instructions (VNNI/AMX on x86, dotprod on ARM)."""
+    features = cpu_features() if features is None else features
+    return bool(features & {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"})
+
+
+def quantization_config(features: frozenset[str] | None = None) -> QuantizationConfig:
+    """The quantization config for this CPU (or for ``features``)."""
+    features = cpu_features() if features is None else features
+    for flag, config in QUANTIZATION_CONFIGS:
+        if flag in features:
+            return config
+    return FALLBACK_QUANTIZATION
+
+
+def onnxruntime_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def check_backend(backend: str) -> str:
+    if backend not in BACKEND_CHOICES:
+        raise InvalidArgumentError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKEND_CHOICES)}")
+    return backend
+
+
+def default_backend() -> str:
+    """``auto`` resolved for this machine: ONNX fp32 where ONNX Runtime is installed, else torch.
+
+    Never int8 by default: dense nDCG@10 with int8 vectors measured -0.003 on msmarco but -0.010 on
+    dbpedia (docs/performance.md), outside the 0.005 a default may cost. ``onnx-int8`` is one flag away.
+    """
+    return "onnx" if onnxruntime_available() else "torch"
+
+
+def resolve_backend(backend: str) -> str:
+    check_backend(backend)
+    if backend == "auto":
+        return default_backend()
+    if backend != "torch" and not onnxruntime_available():
+        raise MissingDependencyError(
+            f"backend {backend!r} needs onnxruntime: pip install 'winnow[onnx]' (or use backend='torch')"
+        )
+    return backend
+
+
+def cache_root() -> Path:
+    for var in ("WINNOW_CACHE_DIR", "WINNOW_HOME"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "winnow"
+
+
+def content_hash(folder: Path) -> str:
+    """sha256 over every file of a model folder (names and full contents; exports and dotfiles skipped)."""
+    return _content_hash(str(folder), _folder_stamp(folder))
+
+
+def _model_files(folder: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and not p.relative_to(folder).as_posix().startswith(("onnx/", "openvino/"))
+        and p.suffix != ".onnx"
+    )
+
+
+def _folder_stamp(folder: Path) -> tuple:
+    return tuple((p.as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in _model_files(folder))
+
+
+@lru_cache(maxsize=32)
+def _content_hash(folder: str, stamp: tuple) -> str:  # stamp: recompute when any file changes
+    root = Path(folder)
+    digest = hashlib.sha256()
+    for file in _model_files(root):
+        digest.update(file.relative_to(root).as_posix().encode() + b"\0")
+        with file.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:20]
+
+
+def export_dir(resolved: ResolvedModel, task: str, backend: str) -> Path:
+    if task not in TASKS:
+        raise InvalidArgumentError(f"unknown export task {task!r}; choose one of: {', '.join(TASKS)}")
+    if backend not in ("onnx", "onnx-int8"):
+        raise InvalidArgumentError(f"backend {backend!r} has no export; exported backends: onnx, onnx-int8")
+    key = f"{content_hash(resolved.path)}-{task}-{backend}"
+    if backend == "onnx-int8":
+        q = quantization_config()
+        key += f"-{q.name}-{'-'.join(op.lower() for op in q.operators) or 'all'}"
+    return cache_root() / "models-cache" / key
+
+
+def exported_model(resolved: ResolvedModel, task: str, backend: str) -> ExportedModel:
+    """The ONNX model for ``resolved`` (exported once, then read from the cache)."""
+    folder = export_dir(resolved, task, backend)
+    quant = quantization_config().name if backend == "onnx-int8" else None
+    model_file = folder / "model.onnx"
+    if model_file.is_file() and (folder / "meta.json").is_file():
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        if meta.get("export_version") == EXPORT_VERSION:
+            log.debug("using cached ONNX export %s", folder)
+            return ExportedModel(model_file, folder, task, backend, quant, cached=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        start = time.perf_counter()
+        log.info("exporting %s to ONNX (%s, %s), once: %s", resolved.name, task, backend, folder)
+        meta = _build(resolved, task, backend, tmp)
+        meta.update(export_version=EXPORT_VERSION, seconds=round(time.perf_counter() - start, 2))
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the export is as readable as the model it came from
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another process finished the same export first, or a stale folder is there
+            if (folder / "model.onnx").is_file() and (folder / "meta.json").is_file():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
+                os.rename(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("exported %s in %.1f s", folder.name, meta["seconds"])
+    return ExportedModel(folder / "model.onnx", folder, task, backend, quant, cached=False)
+
+
+# -- building ----------------------------------------------------------------------------------------
+def _build(resolved: ResolvedModel, task: str, backend: str, out: Path) -> dict:
+    try:
+        import onnx  # noqa: F401  (torch's exporter needs it)
+        import onnxruntime
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"exporting to ONNX needs onnx and onnxruntime ({exc.name} is missing): pip install 'winnow[onnx]'"
+        ) from None
+    if backend == "onnx-int8":  # quantize the (cached) fp32 export: no second torch export or fusion pass
+        base = exported_model(resolved, task, "onnx")
+        meta = json.loads((base.folder / "meta.json").read_text(encoding="utf-8"))
+        q = quantization_config()
+        _quantize(base.path, out / "model.onnx", q)
+        meta.pop("max_abs_diff_vs_torch", None)
+        meta.update(backend=backend, quantized_from=base.folder.name, quantization=_describe(q))
+        return meta
+    model = _load_torch(resolved, task)
+    config = model.config
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if _uses_token_types(config) else [])
+    output = "last_hidden_state" if task == "embed" else "logits"
+    raw = out / "raw.onnx"
+    _torch_export(model, names, output, raw)
+    fused = out / "fused.onnx"
+    fusions = _fuse(raw, fused, config)
+    os.replace(fused if fusions is not None else raw, out / "model.onnx")
+    for leftover in (raw, fused):
+        leftover.unlink(missing_ok=True)
+    return {
+        "model": resolved.name,
+        "task": task,
+        "backend": backend,
+        "inputs": names,
+        "output": output,
+        "fusions": fusions or {},
+        "onnxruntime": onnxruntime.__version__,
+        "max_abs_diff_vs_torch": _check_against_torch(model, out / "model.onnx", names, output),
+    }
+
+
+def _describe(q: QuantizationConfig) -> dict:
+    return {"name": q.name, "per_channel": q.per_channel, "reduce_range": q.reduce_range, "operators": list(q.operators)}
+
+
+def _torch_export(model, names: list[str], output: str, target: Path) -> None:
+    import warnings
+
+    import torch
+
+    sample = tuple(torch.ones(2, 8, dtype=torch.long) if n != "token_type_ids" else torch.zeros(2, 8, dtype=torch.long)
+                   for n in names)
+    axes = {n: {0: "batch", 1: "tokens"} for n in names}
+    axes[output] = {0: "batch", 1: "tokens"} if output == "last_hidden_state" else {0: "batch"}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
+        torch.onnx.export(
+            _Wrapper(model, names, output),
+            sample,
+            str(target),
+            input_names=names,
+            output_names=[output],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
+
+
+class _Wrapper:
+    """Call the transformers model with named inputs and return one tensor (what the exporter traces)."""
+
+    def __new__(cls, model, names, output):
+        import torch
+
+        class Wrapped(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, *args):
+                result = self.model(**dict(zip(names, args)), return_dict=True)
+                return result[output]
+
+        return Wrapped().eval()
+
+
+def _load_torch(resolved: ResolvedModel, task: str):
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    folder = str(resolved.path)
+    kwargs = {"local_files_only": True, "attn_implementation": "eager"}  # eager: the graph ORT knows how to fuse
+    cls = AutoModel if task == "embed" else AutoModelForSequenceClassification
+    try:
+        model = cls.from_pretrained(folder, **kwargs)
+    except (TypeError, ValueError):
+        kwargs.pop("attn_implementation")
+        model = cls.from_pretrained(folder, **kwargs)
+    return model.eval()
+
+
+def _uses_token_types(config) -> bool:
+    return int(getattr(config, "type_vocab_size", 0) or 0) > 1 or config.model_type in ("bert", "electra", "mpnet")
+
+
+def _fuse(source: Path, target: Path, config) -> dict | None:
+    """ONNX Runtime's transformer fusions (fewer, larger kernels); None when the model type is unknown."""
+    model_type = {"bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "electra": "bert", "distilbert": "bert"}
+    kind = model_type.get(config.model_type)
+    if kind is None:
+        log.info("no ONNX Runtime fusions for model type %r; exporting unfused", config.model_type)
+        return None
+    try:
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        with _quiet_root_logger():  # the fusion modules log every step at INFO on loggers of their own
+            optimized = optimize_model(
+                str(source),
+                model_type=kind,
+                num_heads=int(config.num_attention_heads),
+                hidden_size=int(config.hidden_size),
+                opt_level=1,
+            )
+            optimized.save_model_to_file(str(target))
+            stats = optimized.get_fused_operator_statistics()
+        return {k: int(v) for k, v in stats.items() if v}
+    except Exception as exc:  # fusion is an optimization: an unfused model is still correct
+        log.warning("ONNX Runtime fusion failed (%s: %s); exporting unfused", type(exc).__name__, exc)
+        return None
+
+
+def _quantize(source: Path, target: Path, q: QuantizationConfig) -> None:
+    from onnx import TensorProto
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _quiet_root_logger():  # the quantizer logs a pre-processing hint on the root logger
+        quantize_dynamic(
+            str(source),
+            str(target),
+            weight_type=QuantType.QInt8,
+            per_channel=q.per_channel,
+            reduce_range=q.reduce_range,
+            op_types_to_quantize=list(q.operators) or None,
+            extra_options={"DefaultTensorType": TensorProto.FLOAT},  # fused contrib ops carry no type info
+        )
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _check_against_torch(model, onnx_file: Path, names: list[str], output: str) -> float:
+    """Run both on two short inputs; a broken export fails here, once, instead of giving wrong vectors."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    ids = np.array([[101, 7592, 2088, 2003, 1037, 3231, 102, 0], [101, 2023, 2003, 102, 0, 0, 0, 0]], dtype=np.int64)
+    ids = np.minimum(ids, int(model.config.vocab_size) - 1)
+    feed = {"input_ids": ids, "attention_mask": (ids != 0).astype(np.int64)}
+    if "token_type_ids" in names:
+        feed["token_type_ids"] = np.zeros_like(ids)
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    got = session.run([output], feed)[0]
+    with torch.no_grad():
+        want = model(**{k: torch.from_numpy(v) for k, v in feed.items()}, return_dict=True)[output].numpy()
+    mask = feed["attention_mask"][:, :, None] if got.ndim == 3 else 1
+    diff = float(np.max(np.abs((got - want) * mask)))
+    if not diff < 1e-2:
+        raise RuntimeError(f"ONNX export of {onnx_file} disagrees with torch (max abs diff {diff:.3g})")
+    return diff

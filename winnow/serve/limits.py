@@ -1,0 +1,88 @@
+"""Request limits. Over one, the answer is 413 with a message naming the limit and its value.
+
+The body limit is an ASGI middleware: it reads at most ``max_body_bytes`` (refusing at once when
+Content-Length says more) before the app sees the request.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+from winnow.serve.errors import ApiError, error_body
+from winnow.serve.settings import Limits
+
+
+def check_count(n: int, limits: Limits, what: str) -> None:
+    if n > limits.max_documents:
+        raise ApiError(
+            413, f"{n} {what} in one request; the limit is {limits.max_documents} per request (max_documents)"
+        )
+
+
+def check_text(text: str, limits: Limits, what: str) -> None:
+    if len(text) > limits.max_chars:
+        raise ApiError(
+            413, f"{what} has {len(text)} characters; the limit is {limits.max_chars} per text (max_chars)"
+        )
+
+
+def check_texts(texts: Sequence[str], limits: Limits, what: str, ids: Sequence[str] | None = None) -> None:
+    check_count(len(texts), limits, f"{what}s")
+    for i, text in enumerate(texts):
+        label = f"{what} {i}" + (f" (id {ids[i]!r})" if ids is not None else "")
+        check_text(text, limits, label)
+
+
+class BodyLimitMiddleware:
+    """Answers 413 for a request body over ``max_bytes``; otherwise hands the app the buffered body."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._too_large(send, int(declared))
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self.max_bytes:
+                return await self._too_large(send, None)
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+    async def _too_large(self, send, declared: int | None) -> None:
+        size = f"{declared} bytes" if declared is not None else "more"
+        body = json.dumps(
+            error_body(
+                413, f"request body is {size}; the limit is {self.max_bytes} bytes per request (max_body_bytes)"
+            )
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,144 @@
+"""The model card written beside trained weights: README.md (for people) and training.json (for tools).
+
+It says what the model was trained on, how, how long it took on what hardware, what it scored on the
+held-out dev queries, and the command that made it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+from pathlib import Path
+from typing import Any, Mapping
+
+from winnow.train.data import write_json
+
+
+def describe_hardware() -> dict[str, Any]:
+    """CPU model and cores this process may use; GPU name where torch sees one."""
+    from winnow.runtime import cpu_count
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    gpu = None
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
+    except ImportError:  # pragma: no cover
+        pass
+    return {"cpu": cpu, "cpu_cores": cpu_count(), "gpu": gpu, "platform": platform.platform()}
+
+
+def hardware_line(hw: Mapping[str, Any]) -> str:
+    base = f"{hw['cpu_cores']} CPU core(s) ({hw['cpu']})"
+    return f"1 GPU ({hw['gpu']}) + {base}" if hw.get("gpu") else base
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "sentence_transformers"):
+        try:
+            module = __import__(name)
+            out[name] = getattr(module, "__version__", "?")
+        except ImportError:  # pragma: no cover
+            pass
+    return out
+
+
+def file_digest(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def write_card(model_dir: str | Path, info: Mapping[str, Any]) -> Path:
+    """Write ``training.json`` and ``README.md`` into ``model_dir`` (replacing the library's own card)."""
+    model_dir = Path(model_dir)
+    write_json(model_dir / "training.json", dict(info))
+    text = render(info)
+    tmp = model_dir / f".README.md.{os.getpid()}.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, model_dir / "README.md")
+    return model_dir / "README.md"
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def render(info: Mapping[str, Any]) -> str:
+    cfg = info["config"]
+    lines = [
+        f"# {info.get('name', 'winnow reranker')}",
+        "",
+        "A cross-encoder reranker trained with `winnow train reranker`: it reads a query and a passage together "
+        "and returns one relevance logit (higher is more relevant). Load it with "
+        "`winnow.rerank.CrossEncoderReranker(path)` or sentence-transformers' `CrossEncoder(path)`.",
+        "",
+        "## Recipe",
+        f"- base model: `{cfg['base_model']}`" + (f", cut to its first {cfg['layers']} layers" if cfg.get("layers") else "")
+        + ", with a new one-logit head",
+        f"- loss: `{cfg['loss']}` ({info.get('loss_class', '')}), {cfg['negatives']} negatives per query",
+        f"- epochs {cfg['epochs']}, max steps {cfg['max_steps']}, batch {cfg['batch_size']}, learning rate "
+        f"{cfg['learning_rate']}, warmup ratio {cfg['warmup_ratio']}, max_length {cfg['max_length']}, seed {cfg['seed']}",
+        *([f"- kept the checkpoint best on `{cfg['best_by']}`: {info.get('best_checkpoint')}"] if cfg.get("best_by") else []),
+        "",
+        "## Data",
+        "| file | sha256 (first 16) | examples used |",
+        "|---|---|---|",
+    ]
+    for f in info.get("data_files", []):
+        lines.append(f"| `{f['path']}` | `{f['sha256']}` | {f['examples']} |")
+    lines += [
+        "",
+        f"Training rows: {info.get('train_rows')} ({info.get('train_pairs')} query-passage pairs per epoch); "
+        f"dev queries held out of the training files: {info.get('dev_queries')}.",
+    ]
+    for m in info.get("mining", []):
+        c = m.get("config", {})
+        r = m.get("report", {})
+        lines.append(
+            f"Negatives of `{m.get('file')}`: first stage `{c.get('method')}` with `{c.get('model')}`, ranks "
+            f"{c.get('skip_top', 0) + 1}-{c.get('max_rank')}, {c.get('negatives')} per query ({c.get('sampling')}, "
+            f"seed {c.get('seed')}), relative margin {c.get('relative_margin')}, absolute margin "
+            f"{c.get('absolute_margin')}, cross-encoder filter {c.get('cross_encoder')}; pool {r.get('pool')} "
+            f"passages, {r.get('negatives')} negatives for {r.get('written')} of {r.get('queries')} queries."
+        )
+    lines += ["", "## Training run", f"- hardware: {info.get('hardware_line')}",
+              f"- training time: {info.get('train_seconds', 0):.0f} s for {info.get('steps')} steps "
+              f"({info.get('pairs_per_second', 0):.1f} pairs/s)"]
+    losses = info.get("losses") or []
+    if losses:
+        lines.append(f"- training loss: {losses[0][1]:.4f} at step {losses[0][0]} -> {losses[-1][1]:.4f} at step {losses[-1][0]}")
+    lines.append(f"- versions: {', '.join(f'{k} {v}' for k, v in info.get('versions', {}).items())}")
+    lines.append(f"- finished: {info.get('finished')}")
+    dev = info.get("dev_metrics") or {}
+    if dev:
+        lines += ["", "## Dev metrics (held-out queries of the training data, never a test set)",
+                  "`base_*` is the first stage's own order of the same candidates.", "",
+                  "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(dev.items())]
+    fusion = info.get("fusion")
+    if fusion:
+        d = fusion["dev_ndcg@10"]
+        lines += ["", "## Mixing with the first stage (fusion.json)",
+                  f"z-scored mix `{fusion['weight_reranker']} * reranker + {fusion['weight_first_stage']} * first stage`, "
+                  f"fitted on {fusion['dev_queries']} dev queries: nDCG@10 first stage {d['first_stage']:.4f}, "
+                  f"reranker alone {d['reranker']:.4f}, mix {d['mix']:.4f}."]
+    lines += ["", "## Command", "```", info.get("command") or "(called from Python)", "```", "",
+              "## Licence of the data",
+              "Trained on MS MARCO passage data (non-commercial research use) and/or WikiQA (research use): "
+              "check those terms before any other use.", ""]
+    return "\n".join(lines)

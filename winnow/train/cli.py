@@ -1,0 +1,249 @@
+"""``winnow mine-negatives`` and ``winnow train reranker``: the reranker's training tools on the command line."""
+
+from __future__ import annotations
+
+import json
+import random
+import shlex
+import sys
+from pathlib import Path
+
+from winnow.errors import InvalidArgumentError
+
+
+def default_cache() -> Path:
+    """winnow's cache root, as the model exports use it: ``$WINNOW_CACHE_DIR``, else ``$WINNOW_HOME``,
+    else ``$XDG_CACHE_HOME/winnow`` or ``~/.cache/winnow``; mining keeps its pools in ``<root>/mining``."""
+    import os
+
+    for var in ("WINNOW_CACHE_DIR", "WINNOW_HOME"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "winnow"
+
+
+def meta_path(mined: str | Path) -> Path:
+    """The sidecar recipe file of a mined JSONL file."""
+    mined = Path(mined)
+    return mined.with_name(mined.name + ".meta.json")
+
+
+def _command(args, *words: str) -> str:
+    """The command line that reproduces ``args`` (rebuilt from the parsed options, so it is right however
+    the command was called: the console script, ``python -m winnow`` or in-process)."""
+    parts = ["winnow", *words]
+    for key, value in vars(args).items():
+        if key in ("func", "command", "what", "verbose", "data") or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if key == "pairs":
+            parts.append(shlex.quote(str(value)))
+        elif value is True:
+            parts.append(flag)
+        elif isinstance(value, list):
+            parts += [flag, *(shlex.quote(str(v)) for v in value)]
+        else:
+            parts += [flag, shlex.quote(str(value))]
+    return " ".join(parts)
+
+
+# -- mine-negatives --------------------------------------------------------------------------------
+def cmd_mine(args) -> int:
+    from winnow.train.data import read_positives, write_json, write_jsonl
+    from winnow.train.mining import MiningConfig, mine_negatives, mining_meta
+
+    config = MiningConfig(
+        method=args.method,
+        skip_top=args.skip_top,
+        max_rank=args.max_rank,
+        negatives=args.negatives,
+        relative_margin=None if args.relative_margin < 0 else args.relative_margin,
+        absolute_margin=args.absolute_margin,
+        sampling=args.sampling,
+        seed=args.seed,
+        model=args.model,
+        cross_encoder=args.cross_encoder,
+        ce_margin=args.ce_margin,
+        keep_ranking=not args.no_ranking,
+    )
+    pairs = read_positives(args.pairs, fix=not args.no_fix_text, limit=args.limit)
+    corpus = []
+    if args.pool:
+        from winnow.corpus import read_documents
+
+        corpus = read_documents(args.pool)
+    home = Path(args.cache) if args.cache else default_cache() / "mining"
+    print(f"mining {config.negatives} negatives for {len(pairs)} queries with {config.method} "
+          f"(ranks {config.skip_top + 1}-{config.max_rank}, seed {config.seed})", file=sys.stderr)
+    records, report = mine_negatives(pairs, home=home, corpus=corpus, config=config, progress=not args.quiet)
+    n = write_jsonl(args.output, records)
+    write_json(
+        meta_path(args.output),
+        mining_meta(
+            config, report, pairs=str(args.pairs), pool=str(args.pool) if args.pool else None,
+            command=_command(args, "mine-negatives"),
+        ),
+    )
+    print(
+        f"wrote {n} queries to {args.output}: {report.negatives} negatives, {report.short} queries short of "
+        f"{config.negatives}; positive within the first {config.max_rank}: {report.positive_in_ranking}/{report.queries}; "
+        f"skipped {report.skipped_margin} by margin, {report.skipped_cross_encoder} by the cross-encoder; "
+        f"pool {report.pool} passages; {report.seconds:.1f} s"
+    )
+    return 0
+
+
+# -- train reranker --------------------------------------------------------------------------------
+def cmd_train_reranker(args) -> int:
+    from winnow.train.card import file_digest
+    from winnow.train.data import read_training_file, split_dev
+    from winnow.train.trainer import TrainConfig, last_checkpoint, train_reranker
+
+    config = TrainConfig(
+        base_model=args.base,
+        loss=args.loss,
+        negatives=args.negatives,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        warmup_ratio=args.warmup_ratio,
+        max_length=args.max_length,
+        layers=args.layers,
+        pooler_init=args.pooler_init,
+        eval_steps=args.eval_steps,
+        save_steps=args.save_steps,
+        save_total_limit=args.save_total_limit,
+        logging_steps=args.logging_steps,
+        eval_depth=args.eval_depth,
+        best_by=args.best_by,
+        seed=args.seed,
+        fit_fusion=not args.no_fusion,
+    )
+    if args.resume and last_checkpoint(args.output) is None:
+        raise InvalidArgumentError(
+            f"--resume: no checkpoint in {Path(args.output) / 'checkpoints'}; start without --resume"
+        )
+    files = [(Path(p), read_training_file(p)) for p in args.train]
+    dev = []
+    if args.dev_queries:
+        if not 0 < args.dev_queries < len(files[0][1]):
+            raise InvalidArgumentError(
+                f"--dev-queries {args.dev_queries} must be between 0 and {len(files[0][1]) - 1}: "
+                f"{files[0][0]} has {len(files[0][1])} queries"
+            )
+        _, dev = split_dev(files[0][1], args.dev_queries, seed=args.seed)
+    dev_files = [(Path(p), read_training_file(p)) for p in args.dev]
+    dev += [e for _, examples in dev_files for e in examples]
+    dev_qids = {e.qid for e in dev}
+    train = [e for _, examples in files for e in examples if e.qid not in dev_qids]
+    if args.limit is not None:
+        random.Random(args.seed).shuffle(train)
+        train = train[: args.limit]
+    used = {}
+    for e in train:
+        used[e.source] = used.get(e.source, 0) + 1
+    card = {
+        "name": args.name,
+        "command": _command(args, "train", "reranker"),
+        "data_files": [
+            {"path": str(p), "sha256": file_digest(p), "examples": used.get(ex[0].source, 0) if ex else 0}
+            for p, ex in files
+        ]
+        + [{"path": str(p), "sha256": file_digest(p), "examples": len(ex), "role": "dev"} for p, ex in dev_files],
+        "mining": [
+            {"file": str(p), **json.loads(meta_path(p).read_text(encoding="utf-8"))}
+            for p, _ in files
+            if meta_path(p).is_file()
+        ],
+    }
+    print(f"training on {len(train)} examples ({', '.join(f'{k} {v}' for k, v in used.items())}), "
+          f"{len(dev)} dev queries; loss {config.loss}, output {args.output}", file=sys.stderr)
+    result = train_reranker(train, args.output, config, dev=dev, resume=args.resume, progress=not args.quiet, card=card)
+    print(f"model: {result.model_dir} ({result.steps} steps, {result.seconds:.0f} s)")
+    for k, v in sorted(result.dev_metrics.items()):
+        print(f"  {k}: {v:.4f}")
+    if result.fusion:
+        d = result.fusion["dev_ndcg@10"]
+        print(f"  fused (weight {result.fusion['weight_reranker']}): nDCG@10 {d['mix']:.4f} "
+              f"(first stage {d['first_stage']:.4f}, reranker {d['reranker']:.4f})")
+    return 0
+
+
+def _no_reranker(args) -> int:
+    raise InvalidArgumentError("say what to train: winnow train reranker --train FILE --output DIR")
+
+
+def register(subparsers) -> None:
+    from winnow.models.resolve import DEFAULT_BI_ENCODER
+
+    s = subparsers.add_parser(
+        "mine-negatives",
+        help="mine hard negatives for query/positive pairs with the first stage (JSONL out)",
+        description="Index the passage pool (every positive, plus --pool) into a cached collection, search each "
+        "query with the first stage, and sample negatives from ranks skip-top+1..max-rank that are not the "
+        "positive and not too close to its score. Same inputs and seed give the same file.",
+    )
+    s.add_argument("pairs", help='JSONL of {"query": ..., "positive": ...} (e.g. msmarco-dev-small-positives.jsonl)')
+    s.add_argument("--output", "-o", required=True, metavar="FILE", help="mined JSONL (a FILE.meta.json is written beside it)")
+    s.add_argument("--pool", metavar="CORPUS", help="extra passages to mine from (BEIR folder, .jsonl, .csv, folder)")
+    s.add_argument("--method", choices=["dense", "bm25", "hybrid"], default="dense")
+    s.add_argument("--model", default=DEFAULT_BI_ENCODER, help="bi-encoder of the pool collection")
+    s.add_argument("--skip-top", type=int, default=3, help="ranks never used as negatives (default 3)")
+    s.add_argument("--max-rank", type=int, default=50, help="deepest rank used (default 50)")
+    s.add_argument("--negatives", "-n", type=int, default=8, help="negatives per query (default 8)")
+    s.add_argument("--relative-margin", type=float, default=0.05,
+                   help="skip candidates scoring above positive*(1-margin) (default 0.05; negative: off)")
+    s.add_argument("--absolute-margin", type=float, default=None, help="skip candidates scoring above positive-margin")
+    s.add_argument("--sampling", choices=["random", "top"], default="random")
+    s.add_argument("--cross-encoder", metavar="MODEL", help="drop candidates this cross-encoder scores near the positive")
+    s.add_argument("--ce-margin", type=float, default=0.0, help="with --cross-encoder: keep if ce(neg) <= ce(pos)-margin")
+    s.add_argument("--no-ranking", action="store_true", help="do not store each query's first-stage ranking")
+    s.add_argument("--no-fix-text", action="store_true", help="keep the text as is (default: repair mojibake with ftfy)")
+    s.add_argument("--limit", type=int, default=None, help="only the first N pairs")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--cache", metavar="DIR", help="pool collections (default $WINNOW_CACHE_DIR/mining or ~/.cache/winnow/mining)")
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_mine)
+
+    t = subparsers.add_parser("train", help="train winnow's models (reranker)")
+    tsub = t.add_subparsers(dest="what", metavar="WHAT")
+    t.set_defaults(func=_no_reranker)
+    r = tsub.add_parser(
+        "reranker",
+        help="fine-tune a cross-encoder reranker on mined negatives and/or WikiQA",
+        description="Fine-tune a one-logit cross-encoder with sentence-transformers' trainer; evaluate on held-out "
+        "training queries (reranking their first-stage lists); write <output>/model with a model card. "
+        "Train only on training data: never on the evaluation sets.",
+    )
+    r.add_argument("--train", nargs="+", required=True, metavar="FILE", help="mined .jsonl and/or WikiQA .tsv files")
+    r.add_argument("--output", "-o", required=True, metavar="DIR", help="run folder (checkpoints/, model/)")
+    r.add_argument("--dev", nargs="+", default=[], metavar="FILE",
+                   help="more dev files, e.g. wikiqa/dev.tsv (added to the held-out queries)")
+    r.add_argument("--dev-queries", type=int, default=200,
+                   help="queries of the first --train file held out for dev (default 200; 0: none)")
+    r.add_argument("--base", default="all-MiniLM-L6-v2", help="base model id or folder (default all-MiniLM-L6-v2)")
+    r.add_argument("--loss", default="bce", choices=["bce", "lambda", "listnet", "ranknet", "mnrl", "cmnrl"])
+    r.add_argument("--negatives", "-n", type=int, default=4, help="negatives per query used (default 4)")
+    r.add_argument("--epochs", type=float, default=1.0)
+    r.add_argument("--max-steps", type=int, default=-1, help="stop after N steps (overrides --epochs)")
+    r.add_argument("--batch-size", type=int, default=16)
+    r.add_argument("--lr", type=float, default=3e-5)
+    r.add_argument("--warmup-ratio", type=float, default=0.1)
+    r.add_argument("--max-length", type=int, default=256, help="tokens per query+passage pair (default 256)")
+    r.add_argument("--layers", type=int, default=None, help="keep only the base model's first N layers")
+    r.add_argument("--pooler-init", choices=["auto", "identity", "keep"], default="auto")
+    r.add_argument("--eval-steps", type=int, default=500)
+    r.add_argument("--save-steps", type=int, default=500)
+    r.add_argument("--save-total-limit", type=int, default=2)
+    r.add_argument("--logging-steps", type=int, default=50)
+    r.add_argument("--eval-depth", type=int, default=30, help="first-stage candidates per dev query (default 30)")
+    r.add_argument("--best-by", metavar="METRIC", help="keep the checkpoint best on this dev metric, e.g. "
+                   "dev-wikiqa_ndcg@10 (default: the last); --save-steps must be a multiple of --eval-steps")
+    r.add_argument("--limit", type=int, default=None, help="train on N examples (seeded sample)")
+    r.add_argument("--no-fusion", action="store_true", help="do not fit the mix with the first stage")
+    r.add_argument("--name", default="winnow reranker", help="title of the model card")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--resume", action="store_true", help="continue from the last checkpoint in <output>/checkpoints")
+    r.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    r.set_defaults(func=cmd_train_reranker)
