@@ -70,17 +70,18 @@ class Store:
         self.db.close()
 
     # -- reading -------------------------------------------------------------------------------
-    def live_hashes(self, gen: int, ids: Sequence[str]) -> dict[str, str]:
-        out: dict[str, str] = {}
+    def _live_in(self, gen: int, table: str, columns: str, id_column: str, ids: Sequence[str]) -> Iterable[tuple]:
+        """Rows of ``table`` live at ``gen`` whose ``id_column`` is in ``ids`` (queried in batches)."""
         for batch in _batches(ids):
             marks = ",".join("?" * len(batch))
-            rows = self.db.execute(
-                f"SELECT id, hash FROM documents WHERE id IN ({marks}) AND added_gen <= ? "
+            yield from self.db.execute(
+                f"SELECT {columns} FROM {table} WHERE {id_column} IN ({marks}) AND added_gen <= ? "
                 f"AND (deleted_gen IS NULL OR deleted_gen > ?)",
                 (*batch, gen, gen),
             )
-            out.update(rows.fetchall())
-        return out
+
+    def live_hashes(self, gen: int, ids: Sequence[str]) -> dict[str, str]:
+        return dict(self._live_in(gen, "documents", "id, hash", "id", ids))
 
     def live_chunks(self, gen: int) -> list[StoredChunk]:
         rows = self.db.execute(f"SELECT key, doc_id, idx FROM chunks WHERE {LIVE} ORDER BY key", {"gen": gen})
@@ -95,29 +96,12 @@ class Store:
         return self.db.execute(f"SELECT COUNT(*) FROM documents WHERE {LIVE}", {"gen": gen}).fetchone()[0]
 
     def documents(self, gen: int, ids: Sequence[str]) -> dict[str, Document]:
-        out: dict[str, Document] = {}
-        for batch in _batches(ids):
-            marks = ",".join("?" * len(batch))
-            rows = self.db.execute(
-                f"SELECT id, title, text, metadata FROM documents WHERE id IN ({marks}) AND added_gen <= ? "
-                f"AND (deleted_gen IS NULL OR deleted_gen > ?)",
-                (*batch, gen, gen),
-            )
-            for doc_id, title, text, metadata in rows:
-                out[doc_id] = Document(doc_id, text, title, json.loads(metadata))
-        return out
+        rows = self._live_in(gen, "documents", "id, title, text, metadata", "id", ids)
+        return {doc_id: Document(doc_id, text, title, json.loads(meta)) for doc_id, title, text, meta in rows}
 
     def chunk_spans(self, gen: int, doc_ids: Sequence[str]) -> dict[tuple[str, int], tuple[int, int]]:
-        out: dict[tuple[str, int], tuple[int, int]] = {}
-        for batch in _batches(doc_ids):
-            marks = ",".join("?" * len(batch))
-            rows = self.db.execute(
-                f"SELECT doc_id, idx, start, end FROM chunks WHERE doc_id IN ({marks}) AND added_gen <= ? "
-                f"AND (deleted_gen IS NULL OR deleted_gen > ?)",
-                (*batch, gen, gen),
-            )
-            out.update({(d, i): (s, e) for d, i, s, e in rows})
-        return out
+        rows = self._live_in(gen, "chunks", "doc_id, idx, start, end", "doc_id", doc_ids)
+        return {(d, i): (s, e) for d, i, s, e in rows}
 
     def iter_chunk_contents(self, gen: int) -> Iterable[tuple[int, str]]:
         """(key, title + text of the chunk) for every live chunk, by key."""
