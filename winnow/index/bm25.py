@@ -51,6 +51,12 @@ def _bm25s():
     return bm25s
 
 
+def _has_numba() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("numba") is not None
+
+
 def _stemmer(name: str | None):
     if name is None:
         return None
@@ -185,7 +191,11 @@ class BM25Index(Index):
         """bm25s top-k positions and scores. Backend "auto" uses numba for batches of at least
         NUMBA_MIN_QUERIES queries (its ~7 s compile per process pays off there) and numpy otherwise,
         so a one-shot CLI search stays fast."""
-        use_numba = self._backend == "numba" or (self._backend == "auto" and len(ids) >= NUMBA_MIN_QUERIES)
+        if self._backend == "numba" and not _has_numba():
+            raise MissingDependencyError("BM25 backend 'numba' needs numba: pip install numba (or use backend 'numpy')")
+        use_numba = self._backend == "numba" or (
+            self._backend == "auto" and len(ids) >= NUMBA_MIN_QUERIES and _has_numba()
+        )
         self._retriever.backend = "numba" if use_numba else "numpy"
         try:
             out = self._call_retrieve(ids, k, mask)
