@@ -145,3 +145,41 @@ def test_maxsim_reranker_with_the_real_bi_encoder(bi_encoder):
     ranking = reranker.rank(QUERY, candidates())
     assert ranking.doc_ids[-1] in ("d2", "d4")  # stock market / pancakes: the off-topic ones sink
     assert set(ranking.doc_ids[:2]) <= {"d1", "d3", "d5"}
+
+
+# -- the fitted mix with the first stage (fusion.json beside a trained model) ---------------------------
+def test_score_mix_is_the_weighted_sum_of_per_query_z_scores():
+    from winnow.rerank.mix import ScoreMix
+
+    reranker, first = np.array([1.0, 3.0, 2.0]), np.array([30.0, 10.0, 20.0])
+    z_r = (reranker - 2.0) / np.sqrt(2.0 / 3.0)  # mean 2, population std sqrt(2/3)
+    z_f = (first - 20.0) / np.sqrt(200.0 / 3.0)
+    np.testing.assert_allclose(ScoreMix(0.25).apply(reranker, first), 0.25 * z_r + 0.75 * z_f)
+    np.testing.assert_allclose(ScoreMix(1.0).apply(reranker, first), z_r)
+    assert ScoreMix(0.5).apply(np.zeros(0), np.zeros(0)).size == 0
+    with pytest.raises(InvalidArgumentError, match="in 0..1, got 1.5"):
+        ScoreMix(1.5)
+    with pytest.raises(InvalidArgumentError, match="one first-stage score per reranker score"):
+        ScoreMix(0.5).apply(reranker, first[:2])
+
+
+def test_a_model_folder_with_fusion_json_ranks_by_the_mix(tiny_cross_encoder_path, tmp_path):
+    import json
+    import shutil
+
+    folder = tmp_path / "mixed"
+    shutil.copytree(tiny_cross_encoder_path, folder)
+    plain = CrossEncoderReranker(str(folder), cache=False)
+    assert plain.mix is None
+    (folder / "fusion.json").write_text(json.dumps({"method": "zscore", "weight_reranker": 0.0}))
+    first_stage_only = CrossEncoderReranker(str(folder), cache=False)
+    ranking = first_stage_only.rank(QUERY, candidates())
+    # weight 0: the first stage's order, while each hit still carries the reranker's own score
+    assert [h.doc_id for h in ranking.hits] == [f"d{i}" for i in range(1, 6)]
+    raw = dict(zip([f"d{i}" for i in range(1, 6)], plain.score(QUERY, PASSAGES)))
+    assert all(h.rerank_score == pytest.approx(raw[h.doc_id], abs=1e-5) for h in ranking.hits)
+    assert CrossEncoderReranker(str(folder), use_mix=False).mix is None
+
+    (folder / "fusion.json").write_text(json.dumps({"method": "minmax", "weight_reranker": 0.5}))
+    with pytest.raises(InvalidArgumentError, match="method 'minmax' is not supported"):
+        CrossEncoderReranker(str(folder))

@@ -259,6 +259,43 @@ def test_resume_without_a_checkpoint_is_a_clear_error(mined, tmp_path):
         args.func(args)
 
 
+# -- shipping: one int8 ONNX file plus tokenizer, card and fusion -----------------------------------------
+def test_ship_packs_an_onnx_only_reranker_that_loads_by_folder(tiny_cross_encoder_path, tmp_path, capsys):
+    import shutil
+
+    from winnow.rerank.cross_encoder import CrossEncoderReranker
+
+    trained = tmp_path / "run" / "model"
+    shutil.copytree(tiny_cross_encoder_path, trained)
+    (trained / "fusion.json").write_text(json.dumps({"method": "zscore", "weight_reranker": 0.6}))
+    (trained / "README.md").write_text("# a model card\n")
+    target = tmp_path / "shipped" / "tiny-reranker"
+    args = build_parser().parse_args(["train", "ship", str(trained), "-o", str(target), "--max-length", "64"])
+    assert args.func(args) == 0
+    assert "int8 vs torch on check pairs: max |diff|" in capsys.readouterr().out
+
+    manifest = json.loads((target / "winnow-onnx.json").read_text())
+    # an untrained head scores every pair nearly alike, so only the size of the difference is checked
+    assert manifest["backend"] == "onnx-int8" and manifest["check"]["max_abs_diff_vs_torch"] < 0.05
+    assert not any(target.glob("*.safetensors")) and (target / "README.md").is_file()
+    size = sum(p.stat().st_size for p in target.iterdir())
+    torch_size = sum(p.stat().st_size for p in trained.iterdir())
+    assert size < torch_size / 3  # int8 weights, no torch copy
+
+    shipped = CrossEncoderReranker(str(target), cache=False)
+    assert shipped.backend == "onnx-int8" and shipped.max_length == 64 and shipped.mix.weight == 0.6
+    reference = CrossEncoderReranker(str(trained), backend="torch", cache=False, max_length=64)
+    texts = ["Paris is the capital of France.", "Cats sleep most of the day.", "France borders Spain."]
+    np.testing.assert_allclose(shipped.score("capital of france", texts),
+                               reference.score("capital of france", texts), atol=0.1)
+    with pytest.raises(InvalidArgumentError, match="ships as onnx-int8 ONNX only; backend 'torch'"):
+        _ = CrossEncoderReranker(str(target), backend="torch").backend
+    not_a_model = build_parser().parse_args(["train", "ship", str(tmp_path), "-o", str(target)])
+    with pytest.raises(InvalidArgumentError, match="not a model folder"):
+        not_a_model.func(not_a_model)
+    assert (target / "winnow-onnx.json").is_file()  # a failed ship leaves the old folder in place
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("loss", ["lambda", "listnet", "mnrl"])
 def test_listwise_and_contrastive_losses_train(mined, tmp_path, loss):

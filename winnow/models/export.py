@@ -38,6 +38,8 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 BACKEND_CHOICES = ("auto", *BACKENDS)
 TASKS = ("embed", "score")  # embed: last hidden state of a bi-encoder; score: a cross-encoder's logits
 EXPORT_VERSION = 1
+PREBUILT_MANIFEST = "winnow-onnx.json"  # in an ONNX-only model folder; see prebuilt_model()
+PREBUILT_VERSION = 1
 OPSET = 17
 
 
@@ -192,8 +194,39 @@ def export_dir(resolved: ResolvedModel, task: str, backend: str) -> Path:
     return cache_root() / "models-cache" / key
 
 
+def prebuilt_model(folder: Path) -> ExportedModel | None:
+    """The ONNX model of an ONNX-only model folder (winnow's shipped models), or None for a folder of
+    torch weights. Such a folder holds ``winnow-onnx.json`` naming its file, task and backend."""
+    manifest = Path(folder) / PREBUILT_MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        meta = json.loads(manifest.read_text(encoding="utf-8"))
+        if meta.get("format_version") != PREBUILT_VERSION:
+            raise InvalidArgumentError(
+                f"{manifest}: format_version {meta.get('format_version')!r} is not {PREBUILT_VERSION}; "
+                "this winnow cannot read it"
+            )
+        model = Path(folder) / meta["file"]
+        result = ExportedModel(model, Path(folder), meta["task"], meta["backend"], meta.get("quantization"), True)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidArgumentError(f"{manifest} is not a valid ONNX model manifest ({exc})") from exc
+    if not model.is_file():
+        raise InvalidArgumentError(f"{manifest} names {meta['file']!r}, which is missing from {folder}")
+    return result
+
+
 def exported_model(resolved: ResolvedModel, task: str, backend: str) -> ExportedModel:
-    """The ONNX model for ``resolved`` (exported once, then read from the cache)."""
+    """The ONNX model for ``resolved`` (exported once, then read from the cache; an ONNX-only folder's
+    own file as it is)."""
+    prebuilt = prebuilt_model(resolved.path)
+    if prebuilt is not None:
+        if (prebuilt.task, prebuilt.backend) != (task, backend):
+            raise InvalidArgumentError(
+                f"model {resolved.name!r} ships as one ONNX file ({prebuilt.task}, {prebuilt.backend}); "
+                f"it cannot run as ({task}, {backend}): use backend 'auto' or {prebuilt.backend!r}"
+            )
+        return prebuilt
     folder = export_dir(resolved, task, backend)
     quant = quantization_config().name if backend == "onnx-int8" else None
     model_file = folder / "model.onnx"
@@ -239,7 +272,7 @@ def _build(resolved: ResolvedModel, task: str, backend: str, out: Path) -> dict:
         base = exported_model(resolved, task, "onnx")
         meta = json.loads((base.folder / "meta.json").read_text(encoding="utf-8"))
         q = quantization_config()
-        _quantize(base.path, out / "model.onnx", q)
+        quantize(base.path, out / "model.onnx", q)
         meta.pop("max_abs_diff_vs_torch", None)
         meta.update(backend=backend, quantized_from=base.folder.name, quantization=_describe(q))
         return meta
@@ -355,7 +388,8 @@ def _fuse(source: Path, target: Path, config) -> dict | None:
         return None
 
 
-def _quantize(source: Path, target: Path, q: QuantizationConfig) -> None:
+def quantize(source: Path, target: Path, q: QuantizationConfig) -> None:
+    """Dynamic int8 quantization of the ONNX file ``source`` into ``target`` with the config ``q``."""
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

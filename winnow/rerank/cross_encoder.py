@@ -20,10 +20,11 @@ import numpy as np
 
 from winnow.encode.batching import DEFAULT_MAX_TOKENS, token_budget_batches
 from winnow.errors import InvalidArgumentError
-from winnow.models.export import check_backend, resolve_backend
+from winnow.models.export import check_backend, prebuilt_model, resolve_backend
 from winnow.models.resolve import ResolvedModel, resolve_model
 from winnow.rerank.base import Reranker
 from winnow.rerank.cache import ScoreCache
+from winnow.rerank.mix import ScoreMix
 from winnow.runtime import limit_blas_threads
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,9 @@ class CrossEncoderReranker(Reranker):
     ``max_length`` caps query+passage tokens (longer pairs are truncated, longest part first);
     ``sigmoid=True`` maps the model's logit into 0..1, otherwise raw logits are returned (same order).
     ``cache``: True for a private :class:`ScoreCache`, a ScoreCache to share one, False/None for none.
+    ``use_mix``: where the model folder has a ``fusion.json`` (winnow's trained rerankers do), order
+    candidates by its fitted mix of reranker and first-stage scores (:mod:`winnow.rerank.mix`);
+    False ranks by the reranker's score alone.
     """
 
     def __init__(
@@ -49,6 +53,7 @@ class CrossEncoderReranker(Reranker):
         max_tokens: int = DEFAULT_MAX_TOKENS,
         cache: ScoreCache | bool | None = True,
         threads: int | None = None,
+        use_mix: bool = True,
     ) -> None:
         if max_length is not None and max_length < 8:
             raise InvalidArgumentError(f"max_length must be >= 8 tokens (or None for the model's), got {max_length}")
@@ -58,6 +63,7 @@ class CrossEncoderReranker(Reranker):
             raise InvalidArgumentError(f"max_tokens must be >= 16 padded tokens per batch, got {max_tokens}")
         self.resolved: ResolvedModel = resolve_model(model)
         self.name = self.resolved.name
+        self.mix = ScoreMix.from_model_dir(self.resolved.path) if use_mix else None
         self._max_length = max_length
         self.batch_size = batch_size  # rows per call for the torch backend when no fast tokenizer plans batches
         self.sigmoid = sigmoid
@@ -80,6 +86,16 @@ class CrossEncoderReranker(Reranker):
     @cached_property
     def backend(self) -> str:
         """The backend in use: ``torch``, ``onnx`` or ``onnx-int8`` (``auto`` resolved)."""
+        prebuilt = prebuilt_model(self.resolved.path)
+        if prebuilt is not None:  # an ONNX-only folder (winnow's shipped reranker) runs as it was built
+            if self.requested_backend not in ("auto", prebuilt.backend):
+                raise InvalidArgumentError(
+                    f"model {self.name!r} ships as {prebuilt.backend} ONNX only; backend {self.requested_backend!r} "
+                    f"is not available for it: use 'auto' or {prebuilt.backend!r}"
+                )
+            if self.device != "cpu":
+                raise InvalidArgumentError(f"model {self.name!r} ships as ONNX for the CPU; device {self.device!r} needs torch weights")
+            return resolve_backend(prebuilt.backend)
         chosen = resolve_backend(self.requested_backend)
         if chosen == "torch":
             return chosen

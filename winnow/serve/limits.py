@@ -34,6 +34,10 @@ def check_texts(texts: Sequence[str], limits: Limits, what: str, ids: Sequence[s
         check_text(text, limits, label)
 
 
+DRAIN_FACTOR = 4  # an oversized body is read (and dropped) up to this many times the limit...
+DRAIN_MIN_BYTES = 8 << 20  # ...or this many bytes, whichever is more, so the client reads the 413
+
+
 class BodyLimitMiddleware:
     """Answers 413 for a request body over ``max_bytes``; otherwise hands the app the buffered body."""
 
@@ -46,6 +50,7 @@ class BodyLimitMiddleware:
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._drain(receive, 0)
             return await self._too_large(send, int(declared))
         chunks, size = [], 0
         while True:
@@ -55,6 +60,7 @@ class BodyLimitMiddleware:
             body = message.get("body", b"")
             size += len(body)
             if size > self.max_bytes:
+                await self._drain(receive, size)
                 return await self._too_large(send, None)
             chunks.append(body)
             if not message.get("more_body", False):
@@ -69,6 +75,19 @@ class BodyLimitMiddleware:
             return await receive()
 
         return await self.app(scope, replay, send)
+
+    async def _drain(self, receive, size: int) -> None:
+        """Read (and drop) the rest of an oversized body, up to a bound, before answering: a server that
+        closes a socket with unread data makes the kernel reset it, and the client then sees a
+        connection error instead of the 413. A body beyond the bound is cut off all the same."""
+        bound = max(DRAIN_FACTOR * self.max_bytes, DRAIN_MIN_BYTES)
+        while size <= bound:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            size += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
 
     async def _too_large(self, send, declared: int | None) -> None:
         size = f"{declared} bytes" if declared is not None else "more"

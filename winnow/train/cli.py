@@ -170,8 +170,21 @@ def cmd_train_reranker(args) -> int:
     return 0
 
 
+def cmd_ship(args) -> int:
+    from winnow.train.ship import ship_reranker
+
+    shipped = ship_reranker(args.model, args.output, max_length=args.max_length)
+    print(
+        f"wrote {shipped.folder} ({shipped.size_bytes / 1e6:.1f} MB); int8 vs torch on check pairs: "
+        f"max |diff| {shipped.max_abs_diff}, same order: {'yes' if shipped.same_order else 'NO'}"
+    )
+    return 0
+
+
 def _no_reranker(args) -> int:
-    raise InvalidArgumentError("say what to train: winnow train reranker --train FILE --output DIR")
+    raise InvalidArgumentError(
+        "say what to do: winnow train reranker --train FILE --output DIR, or winnow train ship MODEL --output DIR"
+    )
 
 
 def register(subparsers) -> None:
@@ -247,3 +260,15 @@ def register(subparsers) -> None:
     r.add_argument("--resume", action="store_true", help="continue from the last checkpoint in <output>/checkpoints")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     r.set_defaults(func=cmd_train_reranker)
+
+    p = tsub.add_parser(
+        "ship",
+        help="pack a trained reranker as one int8 ONNX file plus its tokenizer, card and fusion (tens of MB)",
+        description="Export <run>/model to ONNX, quantize it to int8 (portable config), copy the tokenizer, model "
+        "card and fusion.json, check the scores against torch, and write it to OUTPUT (e.g. "
+        "winnow/shipped/<name>, where model resolution finds it by <name>).",
+    )
+    p.add_argument("model", help="trained model folder (<run>/model)")
+    p.add_argument("--output", "-o", required=True, metavar="DIR", help="the ONNX-only model folder to write")
+    p.add_argument("--max-length", type=int, default=None, help="tokens per pair the shipped model reads (default: the model's)")
+    p.set_defaults(func=cmd_ship)

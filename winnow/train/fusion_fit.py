@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from winnow.rerank.mix import ScoreMix
 from winnow.train.data import TrainingExample
 
 GRID = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 21).tolist())
@@ -46,12 +47,6 @@ class FusionFit:
         }
 
 
-def zscore(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    std = x.std()
-    return (x - x.mean()) / std if std > 1e-12 else np.zeros_like(x)
-
-
 def ndcg_at_10(scores: np.ndarray, relevant: np.ndarray) -> float:
     """Binary-relevance nDCG@10 of the order ``scores`` gives (ties broken by position, stable)."""
     order = np.argsort(-np.asarray(scores), kind="stable")[:10]
@@ -68,7 +63,7 @@ def fit_weight(
     """Pick the mixing weight (pure: per-query score arrays in, the fit out)."""
     table = {}
     for w in grid:
-        values = [ndcg_at_10(w * zscore(r) + (1 - w) * zscore(f), rel) for r, f, rel in zip(rerank, first, relevant)]
+        values = [ndcg_at_10(ScoreMix(w).apply(r, f), rel) for r, f, rel in zip(rerank, first, relevant)]
         table[float(w)] = float(np.mean(values)) if values else 0.0
     # ties go to the weight nearest an even mix: a saturated dev set (every weight scoring the same)
     # must not push the shipped mix to either extreme
