@@ -34,17 +34,20 @@ def cli_home(tmp_path_factory) -> Path:
 
 
 # -- start-up ------------------------------------------------------------------------------------------
-def test_help_is_instant():
-    best = float("inf")
-    for _ in range(3):  # best of three: the machine is shared, a single slow start proves nothing
-        start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "winnow", "--help"], capture_output=True, text=True, timeout=60)
-        best = min(best, time.perf_counter() - start)
-        assert proc.returncode == 0, proc.stderr
-        if best < 1.0:
-            break
-    assert best < 1.0, f"winnow --help took {best:.2f} s"
-    for command in ("index", "search", "collections", "delete-docs", "drop"):
+def test_help_loads_no_heavy_module():
+    """`winnow --help` starts fast because it imports none of the heavy libraries (timed in benchmarks, not
+    here: a shared machine makes wall-clock asserts flaky)."""
+    code = (
+        "import sys\n"
+        "from winnow.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = ('torch', 'transformers', 'sentence_transformers', 'faiss', 'onnxruntime', 'bm25s', 'numba', 'fastapi')\n"
+        "print('HEAVY', sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stdout, proc.stdout[-300:]
+    for command in ("index", "search", "collections", "delete-docs", "drop", "eval", "serve", "train"):
         assert command in proc.stdout
 
 

@@ -90,17 +90,11 @@ class BiEncoder:
 
     @cached_property
     def _runner(self):
-        from winnow.encode.onnx import OnnxRunner, env_threads, tokenizer_file
-        from winnow.models.export import exported_model
+        from winnow.encode.onnx import runner_for
 
-        exported = exported_model(self.resolved, "embed", self.backend)
-        log.info("bi-encoder %s on %s (%s)", self.name, self.backend, exported.folder)
-        return OnnxRunner(
-            exported.path,
-            tokenizer_file(self.resolved.path),
-            max_length=self._layout.max_seq_length,
-            max_tokens=self.max_tokens,
-            threads=self.threads or env_threads(),
+        return runner_for(
+            self.resolved, "embed", self.backend,
+            max_length=self._layout.max_seq_length, max_tokens=self.max_tokens, threads=self.threads,
         )
 
     @cached_property

@@ -193,3 +193,19 @@ def env_threads() -> int | None:
     """``WINNOW_THREADS`` when set (an override for shared machines), else None (one per core)."""
     value = os.environ.get("WINNOW_THREADS")
     return int(value) if value and value.isdigit() and int(value) > 0 else None
+
+
+def runner_for(resolved, task: str, backend: str, *, max_length: int, max_tokens: int, threads: int | None) -> OnnxRunner:
+    """An :class:`OnnxRunner` for a resolved model: its ONNX file (exported once and cached, or the file
+    an ONNX-only folder ships) and its fast tokenizer. ``threads`` None: ``WINNOW_THREADS`` or all cores."""
+    from winnow.models.export import exported_model
+
+    exported = exported_model(resolved, task, backend)
+    log.info("%s %s on %s (%s)", task, resolved.name, backend, exported.folder)
+    return OnnxRunner(
+        exported.path,
+        tokenizer_file(resolved.path),
+        max_length=max_length,
+        max_tokens=max_tokens,
+        threads=threads or env_threads(),
+    )

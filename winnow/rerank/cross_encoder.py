@@ -124,17 +124,11 @@ class CrossEncoderReranker(Reranker):
 
     @cached_property
     def _runner(self):
-        from winnow.encode.onnx import OnnxRunner, env_threads, tokenizer_file
-        from winnow.models.export import exported_model
+        from winnow.encode.onnx import runner_for
 
-        exported = exported_model(self.resolved, "score", self.backend)
-        log.info("cross-encoder %s on %s (%s)", self.name, self.backend, exported.folder)
-        return OnnxRunner(
-            exported.path,
-            tokenizer_file(self.resolved.path),
-            max_length=self.max_length,
-            max_tokens=self.max_tokens,
-            threads=self.threads or env_threads(),
+        return runner_for(
+            self.resolved, "score", self.backend,
+            max_length=self.max_length, max_tokens=self.max_tokens, threads=self.threads,
         )
 
     @cached_property
