@@ -324,11 +324,8 @@ def environment() -> dict:
 def cross_encoder_for(ctx_args, work: Path, bi_encoder: str) -> tuple[str, str]:
     if ctx_args.rerank:
         return ctx_args.rerank, f"{ctx_args.rerank} (given with --rerank)"
-    from winnow.models import resolve
-
-    default = getattr(resolve, "DEFAULT_RERANKER", None)
-    if default:
-        return str(resolve.resolve_model(default).path), f"{default} (winnow's default reranker)"
+    # Not winnow's shipped reranker: it ships as one int8 ONNX file, which sentence-transformers (the
+    # reference the speed section compares against) cannot load. Pass --rerank RUN/model for its weights.
     out = work / "cross-encoder"
     run_worker("cross-encoder", {"bi_encoder": bi_encoder, "out": str(out)})
     return str(out), (

@@ -123,6 +123,23 @@ def test_search_errors_are_clean(cli_home, capsys):
                        "--top-k", "3")
     assert code == 2 and "winnow-tests/none" in err
     assert "Traceback" not in err
+    # --rerank without a model: winnow's default reranker, and it ships none that passed its bar yet
+    code, _, err = run(capsys, "--data", str(cli_home), "search", "demo", "bread", "--top-k", "3", "--rerank")
+    assert code == 2 and "no default reranker" in err and "'winnow-reranker-minilm-l6-v1'" in err
+
+
+def test_search_with_winnows_shipped_reranker_by_name(cli_home, capsys):
+    code, out, _ = run(
+        capsys, "--data", str(cli_home), "search", "demo", PY_QUERY, "--method", "dense",
+        "--rerank", "winnow-reranker-minilm-l6-v1", "--depth", "10", "--top-k", "3", "--json",
+    )
+    assert code == 0
+    result = json.loads(out)
+    hits = result["hits"]
+    assert len(hits) == 3 and result["model_load_ms"] > 0 and "rerank" in result["timings_ms"]
+    assert all(1 <= h["first_stage_rank"] <= 10 for h in hits)
+    # the shipped model mixes its score with the first stage's (fusion.json): the final score is the mix
+    assert any(h["score"] != h["rerank_score"] for h in hits)
 
 
 def test_collections_lists_them(cli_home, capsys):

@@ -183,3 +183,32 @@ def test_a_model_folder_with_fusion_json_ranks_by_the_mix(tiny_cross_encoder_pat
     (folder / "fusion.json").write_text(json.dumps({"method": "minmax", "weight_reranker": 0.5}))
     with pytest.raises(InvalidArgumentError, match="method 'minmax' is not supported"):
         CrossEncoderReranker(str(folder))
+
+
+# -- winnow's own reranker, shipped inside the package --------------------------------------------------
+def test_winnows_shipped_reranker_resolves_offline_and_puts_the_answer_first(monkeypatch):
+    from winnow.models.resolve import SHIPPED_RERANKER, resolve_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    resolved = resolve_model(SHIPPED_RERANKER)
+    assert resolved.source == "shipped"
+    files = {p.name: p.stat().st_size for p in resolved.path.iterdir()}
+    assert "model.safetensors" not in files and sum(files.values()) < 40e6  # one int8 ONNX file: tens of MB
+    card = (resolved.path / "README.md").read_text(encoding="utf-8")
+    for needed in ("training time", "hardware", "## Evaluation on test sets", "**msmarco**", "**dbpedia**"):
+        assert needed in card, needed
+
+    reranker = CrossEncoderReranker(SHIPPED_RERANKER, cache=False)
+    assert reranker.backend == "onnx-int8" and reranker.mix is not None
+    query = "what is the capital of france"
+    texts = [
+        "Lyon is known for its cuisine and its silk industry.",
+        "France borders Spain, Italy, Germany, Belgium and Switzerland.",
+        "Paris is the capital and most populous city of France.",
+        "A recipe for pancakes: flour, eggs, milk and a pinch of salt.",
+    ]
+    hits = [Hit(doc_id=f"d{i}", score=1.0 - i / 10, rank=i + 1, text=t) for i, t in enumerate(texts)]
+    ranking = reranker.rank(query, hits)
+    assert ranking.doc_ids[0] == "d2" and ranking.hits[0].first_stage_rank == 3
+    raw = reranker.score(query, texts)
+    assert int(np.argmax(raw)) == 2 and int(np.argmin(raw)) == 3

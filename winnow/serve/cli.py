@@ -21,7 +21,8 @@ def register(subparsers) -> None:
     s.add_argument("--api-key", default=None, help="require this key (Authorization: Bearer KEY); default "
                    "$WINNOW_API_KEY. Required when the host is not loopback")
     s.add_argument("--rerank-model", action="append", default=None, metavar="MODEL",
-                   help="cross-encoder to serve (repeatable; the first is the default)")
+                   help="cross-encoder to serve (repeatable; the first is the default; default: winnow's default "
+                   "reranker where it ships one)")
     s.add_argument("--embed-model", action="append", default=None, metavar="MODEL",
                    help="bi-encoder to serve on /v1/embeddings (repeatable; default all-MiniLM-L6-v2)")
     s.add_argument("--rerank-max-length", type=int, default=256, help="reranker tokens per pair (default 256)")
@@ -40,7 +41,7 @@ def register(subparsers) -> None:
 
 def settings_from_args(args: argparse.Namespace):
     from winnow.collection import default_home
-    from winnow.models.resolve import DEFAULT_BI_ENCODER
+    from winnow.models.resolve import DEFAULT_BI_ENCODER, DEFAULT_RERANKER
     from winnow.serve.settings import Batching, Limits, ServeSettings, api_key_from_env
 
     home = args.serve_data or getattr(args, "data", None)
@@ -49,7 +50,7 @@ def settings_from_args(args: argparse.Namespace):
         host=args.host,
         port=args.port,
         api_key=args.api_key if args.api_key is not None else api_key_from_env(),
-        rerank_models=tuple(args.rerank_model or ()),
+        rerank_models=tuple(args.rerank_model or ((DEFAULT_RERANKER,) if DEFAULT_RERANKER else ())),
         embed_models=tuple(args.embed_model or (DEFAULT_BI_ENCODER,)),
         rerank_max_length=args.rerank_max_length,
         model_threads=args.model_threads or None,

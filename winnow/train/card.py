@@ -74,22 +74,52 @@ def write_card(model_dir: str | Path, info: Mapping[str, Any]) -> Path:
     return model_dir / "README.md"
 
 
+def base_lineage(base_model: str) -> dict[str, Any] | None:
+    """When the base model is itself a winnow-trained folder: the parts of its card a new card repeats
+    (name, data, time, hardware, command, and its own lineage), so a chain of runs is told whole."""
+    path = Path(base_model) / "training.json"
+    if not path.is_file():
+        return None
+    import json
+
+    base = json.loads(path.read_text(encoding="utf-8"))
+    keys = ("name", "data_files", "train_seconds", "steps", "hardware_line", "command", "base_training")
+    return {"path": str(base_model), **{k: base.get(k) for k in keys}}
+
+
+def _lineage_seconds(info: Mapping[str, Any]) -> float:
+    base = info.get("base_training") or {}
+    return float(info.get("train_seconds") or 0) + (_lineage_seconds(base) if base else 0.0)
+
+
+def _shipped_text(shipped: Mapping[str, Any]) -> str:
+    return (
+        f"This folder is its shipped form (`winnow train ship`): one {shipped.get('backend')} ONNX file "
+        f"({shipped.get('quantization')} quantization), the tokenizer, this card and `fusion.json`; the fp32 "
+        f"weights are not included, so load it with winnow (`CrossEncoderReranker(\"{shipped.get('name')}\")`, "
+        f"`winnow search --rerank {shipped.get('name')}`), not with sentence-transformers. Pairs are read up to "
+        f"{shipped.get('max_length')} tokens."
+    )
+
+
 def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
 def render(info: Mapping[str, Any]) -> str:
     cfg = info["config"]
+    base = info.get("base_training")
     lines = [
         f"# {info.get('name', 'winnow reranker')}",
         "",
         "A cross-encoder reranker trained with `winnow train reranker`: it reads a query and a passage together "
-        "and returns one relevance logit (higher is more relevant). Load it with "
-        "`winnow.rerank.CrossEncoderReranker(path)` or sentence-transformers' `CrossEncoder(path)`.",
+        "and returns one relevance logit (higher is more relevant). "
+        + (_shipped_text(info["shipped"]) if info.get("shipped") else
+           "Load it with `winnow.rerank.CrossEncoderReranker(path)` or sentence-transformers' `CrossEncoder(path)`."),
         "",
         "## Recipe",
         f"- base model: `{cfg['base_model']}`" + (f", cut to its first {cfg['layers']} layers" if cfg.get("layers") else "")
-        + ", with a new one-logit head",
+        + (f", itself trained by winnow (\"{base.get('name')}\", below), trained further" if base else ", with a new one-logit head"),
         f"- loss: `{cfg['loss']}` ({info.get('loss_class', '')}), {cfg['negatives']} negatives per query",
         f"- epochs {cfg['epochs']}, max steps {cfg['max_steps']}, batch {cfg['batch_size']}, learning rate "
         f"{cfg['learning_rate']}, warmup ratio {cfg['warmup_ratio']}, max_length {cfg['max_length']}, seed {cfg['seed']}",
@@ -119,6 +149,16 @@ def render(info: Mapping[str, Any]) -> str:
     lines += ["", "## Training run", f"- hardware: {info.get('hardware_line')}",
               f"- training time: {info.get('train_seconds', 0):.0f} s for {info.get('steps')} steps "
               f"({info.get('pairs_per_second', 0):.1f} pairs/s)"]
+    while base:
+        lines.append(
+            f"- before that, the base model `{base['path']}` (\"{base.get('name')}\"): {base.get('train_seconds') or 0:.0f} s "
+            f"for {base.get('steps')} steps on {base.get('hardware_line')}, on "
+            + ", ".join(f"`{f['path']}` ({f['examples']})" for f in base.get("data_files") or [])
+            + f"; command: `{base.get('command')}`"
+        )
+        base = base.get("base_training")
+    if info.get("base_training"):
+        lines.append(f"- training time of the whole chain: {_lineage_seconds(info):.0f} s")
     losses = info.get("losses") or []
     if losses:
         lines.append(f"- training loss: {losses[0][1]:.4f} at step {losses[0][0]} -> {losses[-1][1]:.4f} at step {losses[-1][0]}")
@@ -137,8 +177,46 @@ def render(info: Mapping[str, Any]) -> str:
                   f"z-scored mix `{fusion['weight_reranker']} * reranker + {fusion['weight_first_stage']} * first stage`, "
                   f"fitted on {fusion['dev_queries']} dev queries: nDCG@10 first stage {d['first_stage']:.4f}, "
                   f"reranker alone {d['reranker']:.4f}, mix {d['mix']:.4f}."]
+    lines += _evaluation_lines(info.get("evaluation") or [])
     lines += ["", "## Command", "```", info.get("command") or "(called from Python)", "```", "",
               "## Licence of the data",
               "Trained on MS MARCO passage data (non-commercial research use) and/or WikiQA (research use): "
               "check those terms before any other use.", ""]
     return "\n".join(lines)
+
+
+def evaluation_entry(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a ``winnow eval`` report.json a model card shows: the set, its settings, every method's
+    mean metrics and median latency."""
+    return {
+        "dataset": report["dataset"],
+        "split": report.get("split"),
+        "evaluated_queries": report.get("evaluated_queries"),
+        "rel": report.get("rel"),
+        "rerank_depth": report.get("rerank_depth"),
+        "reranker": report.get("reranker"),
+        "metrics": list(report.get("metrics", [])),
+        "methods": {
+            m["method"]: {**m["metrics"], "p50_ms": m.get("latency_ms", {}).get("total", {}).get("p50")}
+            for m in report.get("methods", [])
+        },
+        "created": report.get("created"),
+    }
+
+
+def _evaluation_lines(entries) -> list[str]:
+    if not entries:
+        return []
+    lines = ["", "## Evaluation on test sets (`winnow eval`; reported after training, nothing chosen from them)"]
+    for e in entries:
+        metrics = e["metrics"]
+        lines += ["", f"**{e['dataset']}** ({e['split']}): {e['evaluated_queries']} judged queries, binary measures at "
+                  f"grade >= {e['rel']}, reranking the first stage's top {e['rerank_depth']}, reranker "
+                  f"`{e['reranker']}`.", "",
+                  "| method | " + " | ".join(metrics) + " | p50 ms a query |",
+                  "|---|" + "---:|" * (len(metrics) + 1)]
+        for name, values in e["methods"].items():
+            p50 = values.get("p50_ms")
+            cells = [_fmt(values.get(m)) for m in metrics] + [f"{p50:.0f}" if p50 is not None else "–"]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines

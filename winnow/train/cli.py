@@ -173,7 +173,7 @@ def cmd_train_reranker(args) -> int:
 def cmd_ship(args) -> int:
     from winnow.train.ship import ship_reranker
 
-    shipped = ship_reranker(args.model, args.output, max_length=args.max_length)
+    shipped = ship_reranker(args.model, args.output, max_length=args.max_length, reports=args.report or ())
     print(
         f"wrote {shipped.folder} ({shipped.size_bytes / 1e6:.1f} MB); int8 vs torch on check pairs: "
         f"max |diff| {shipped.max_abs_diff}, same order: {'yes' if shipped.same_order else 'NO'}"
@@ -181,9 +181,39 @@ def cmd_ship(args) -> int:
     return 0
 
 
+def cmd_fit_fusion(args) -> int:
+    from sentence_transformers import CrossEncoder
+
+    from winnow.train.card import write_card
+    from winnow.train.data import read_training_file, split_dev, write_json
+    from winnow.train.fusion_fit import fit_on_dev
+
+    model_dir = Path(args.model)
+    if not (model_dir / "config.json").is_file():
+        raise InvalidArgumentError(f"{args.model!r} is not a model folder (no config.json); give <run>/model")
+    examples = read_training_file(args.dev)
+    if not 0 < args.dev_queries < len(examples):
+        raise InvalidArgumentError(
+            f"--dev-queries {args.dev_queries} must be between 1 and {len(examples) - 1}: {args.dev} has {len(examples)} queries"
+        )
+    _, dev = split_dev(examples, args.dev_queries, seed=args.seed)
+    fit = fit_on_dev(CrossEncoder(str(model_dir), local_files_only=True), dev, depth=args.eval_depth)
+    if fit is None:
+        raise InvalidArgumentError(f"{args.dev!r} holds no first-stage rankings to fit on (mine it without --no-ranking)")
+    fusion = {**fit.to_json(), "dev_file": str(args.dev), "dev_seed": args.seed}
+    write_json(model_dir / "fusion.json", fusion)
+    if (model_dir / "training.json").is_file():
+        info = json.loads((model_dir / "training.json").read_text(encoding="utf-8"))
+        write_card(model_dir, {**info, "fusion": fusion})
+    print(f"{model_dir / 'fusion.json'}: weight {fit.weight} on {fit.queries} dev queries; nDCG@10 first stage "
+          f"{fit.first_stage:.4f}, reranker {fit.reranker:.4f}, mix {fit.best:.4f}")
+    return 0
+
+
 def _no_reranker(args) -> int:
     raise InvalidArgumentError(
-        "say what to do: winnow train reranker --train FILE --output DIR, or winnow train ship MODEL --output DIR"
+        "say what to do: winnow train reranker --train FILE --output DIR, winnow train fit-fusion MODEL --dev FILE, "
+        "or winnow train ship MODEL --output DIR"
     )
 
 
@@ -261,6 +291,20 @@ def register(subparsers) -> None:
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     r.set_defaults(func=cmd_train_reranker)
 
+    f = tsub.add_parser(
+        "fit-fusion",
+        help="refit a trained reranker's mix with the first stage (fusion.json) on held-out mined queries",
+        description="Hold out the same queries training held out (same --dev-queries and --seed, from a mined file "
+        "of the first stage you will rerank), rerank their first-stage lists, and pick the z-score mixing weight "
+        "by nDCG@10; writes MODEL/fusion.json and updates the model card. Never point it at a test set.",
+    )
+    f.add_argument("model", help="trained model folder (<run>/model)")
+    f.add_argument("--dev", required=True, metavar="FILE", help="mined .jsonl whose held-out queries to fit on")
+    f.add_argument("--dev-queries", type=int, default=200, help="queries held out, as in training (default 200)")
+    f.add_argument("--eval-depth", type=int, default=30, help="first-stage candidates per query (default 30)")
+    f.add_argument("--seed", type=int, default=0, help="the training run's seed (default 0)")
+    f.set_defaults(func=cmd_fit_fusion)
+
     p = tsub.add_parser(
         "ship",
         help="pack a trained reranker as one int8 ONNX file plus its tokenizer, card and fusion (tens of MB)",
@@ -271,4 +315,6 @@ def register(subparsers) -> None:
     p.add_argument("model", help="trained model folder (<run>/model)")
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="the ONNX-only model folder to write")
     p.add_argument("--max-length", type=int, default=None, help="tokens per pair the shipped model reads (default: the model's)")
+    p.add_argument("--report", nargs="+", metavar="REPORT_JSON",
+                   help="winnow eval report.json files of this model on test sets, shown in the shipped model card")
     p.set_defaults(func=cmd_ship)

@@ -6,7 +6,7 @@ A trained model folder (torch weights, ~90 MB for MiniLM-L6) becomes an ONNX-onl
     winnow-onnx.json    manifest: format version, file, task, backend, quantization, checks
     tokenizer.json ...  the fast tokenizer and its settings; config.json for the position limit
     fusion.json         the fitted mix with the first stage, where training fitted one
-    README.md           the model card, training.json its data
+    README.md           the model card, training.json its data (plus test-set results given as eval reports)
 
 The quantization is the portable one (per-channel weights, 7-bit range): exact on CPUs without VNNI,
 where full-range int8 weights overflow the u8*s8 kernels, and still fast on those with it. The shipped
@@ -54,8 +54,15 @@ class ShippedModel:
     same_order: bool  # whether int8 ranks each check query's passages as torch does
 
 
-def ship_reranker(model_dir: Path | str, target: Path | str, *, max_length: int | None = None) -> ShippedModel:
-    """Write the ONNX-only copy of the cross-encoder in ``model_dir`` to ``target`` (replaced if present)."""
+def ship_reranker(
+    model_dir: Path | str,
+    target: Path | str,
+    *,
+    max_length: int | None = None,
+    reports: Sequence[Path | str] = (),
+) -> ShippedModel:
+    """Write the ONNX-only copy of the cross-encoder in ``model_dir`` to ``target`` (replaced if present).
+    ``reports``: ``winnow eval`` report.json files whose results the shipped model card shows."""
     import numpy as np
 
     from winnow.models.export import (
@@ -67,10 +74,14 @@ def ship_reranker(model_dir: Path | str, target: Path | str, *, max_length: int 
     )
     from winnow.models.resolve import ResolvedModel
     from winnow.rerank.cross_encoder import CrossEncoderReranker
+    from winnow.train.card import evaluation_entry, write_card
 
     source = Path(model_dir)
     if not (source / "config.json").is_file():
         raise InvalidArgumentError(f"{str(source)!r} is not a model folder (no config.json); give <run>/model")
+    evaluation = [evaluation_entry(_read_report(r)) for r in reports]
+    if evaluation and not (source / "training.json").is_file():
+        raise InvalidArgumentError(f"{str(source)!r} has no training.json: test results go into a winnow-trained model's card")
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -90,6 +101,11 @@ def ship_reranker(model_dir: Path | str, target: Path | str, *, max_length: int 
         (tmp / PREBUILT_MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         if max_length is not None:
             _set_max_length(tmp / "tokenizer_config.json", max_length)
+        if (source / "training.json").is_file():
+            info = json.loads((source / "training.json").read_text(encoding="utf-8"))
+            shipped_info = {"name": target.name, "backend": manifest["backend"], "quantization": manifest["quantization"],
+                            "max_length": max_length or info.get("config", {}).get("max_length")}
+            write_card(tmp, {**info, "shipped": shipped_info, **({"evaluation": evaluation} if evaluation else {})})
         reference = CrossEncoderReranker(str(source), backend="torch", cache=False, use_mix=False, max_length=max_length)
         shipped = CrossEncoderReranker(str(tmp), cache=False, use_mix=False)
         diffs, same = _compare(reference, shipped, CHECK_PAIRS, np)
@@ -104,6 +120,16 @@ def ship_reranker(model_dir: Path | str, target: Path | str, *, max_length: int 
         raise
     size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
     return ShippedModel(target, size, diffs, same)
+
+
+def _read_report(path: Path | str) -> dict:
+    try:
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidArgumentError(f"cannot read eval report {str(path)!r}: {exc}") from exc
+    if not isinstance(report, dict) or "methods" not in report or "dataset" not in report:
+        raise InvalidArgumentError(f"{str(path)!r} is not a winnow eval report.json (no 'dataset'/'methods')")
+    return report
 
 
 def _set_max_length(path: Path, max_length: int) -> None:

@@ -233,7 +233,7 @@ def train_reranker(
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
     from transformers import set_seed
 
-    from winnow.train.card import describe_hardware, hardware_line, versions, write_card
+    from winnow.train.card import base_lineage, describe_hardware, hardware_line, versions, write_card
 
     output_dir = Path(output_dir)
     checkpoint = None
@@ -341,6 +341,7 @@ def train_reranker(
         "losses": [list(x) for x in losses],
         "dev_metrics": dev_metrics,
         "fusion": fusion,
+        "base_training": base_lineage(config.base_model),
         "hardware": hw,
         "hardware_line": hardware_line(hw),
         "versions": versions(),
