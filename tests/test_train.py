@@ -286,6 +286,27 @@ def test_fit_fusion_refits_the_mix_on_the_queries_training_held_out(mined, tiny_
         too_many.func(too_many)
 
 
+def test_a_card_tells_the_whole_chain_when_the_base_was_trained_by_winnow(tmp_path):
+    import dataclasses
+
+    from winnow.train.card import base_lineage, render
+    from winnow.train.trainer import TrainConfig
+
+    cfg = dataclasses.asdict(TrainConfig())
+    first = tmp_path / "r1" / "model"
+    first.mkdir(parents=True)
+    (first / "training.json").write_text(json.dumps({
+        "name": "first run", "config": cfg, "train_seconds": 100.0, "steps": 10, "hardware_line": "2 CPU core(s)",
+        "command": "winnow train reranker --train a.jsonl", "data_files": [{"path": "a.jsonl", "examples": 5}],
+    }))
+    assert base_lineage(str(tmp_path)) is None  # not a winnow-trained folder
+    card = render({"config": {**cfg, "base_model": str(first)}, "train_seconds": 50.0, "steps": 5,
+                   "base_training": base_lineage(str(first))})
+    assert 'itself trained by winnow ("first run"' in card and "new one-logit head" not in card
+    assert "before that, the base model" in card and "`a.jsonl` (5)" in card
+    assert "training time of the whole chain: 150 s" in card
+
+
 # -- shipping: one int8 ONNX file plus tokenizer, card and fusion -----------------------------------------
 def test_ship_packs_an_onnx_only_reranker_that_loads_by_folder(tiny_cross_encoder_path, tmp_path, capsys):
     import shutil
