@@ -78,15 +78,18 @@ def cmd_search(args) -> int:
 
 
 def _load_models(col, method: str, reranker) -> float:
-    """Load the models a search will use, so that its timings are the search's own; milliseconds taken."""
+    """Load the models a search will use, so that its timings are the search's own; milliseconds taken
+    (0 when the search uses no model: BM25 alone)."""
+    if method == "bm25" and reranker is None:
+        return 0.0
     start = time.perf_counter()
-    if method in ("dense", "hybrid"):
+    if method != "bm25":
         col.encoder.encode_query("load")
     if reranker is not None:
         reranker.score("load", ["load"])
         if reranker.cache is not None:
             reranker.cache.clear()
-    return round((time.perf_counter() - start) * 1000.0, 1) if (reranker is not None or method != "bm25") else 0.0
+    return round((time.perf_counter() - start) * 1000.0, 1)
 
 
 def ranking_to_json(ranking) -> dict:

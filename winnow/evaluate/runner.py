@@ -26,7 +26,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from winnow.errors import InvalidArgumentError, WinnowError
+from winnow.errors import InvalidArgumentError, ModelNotFoundError, WinnowError
 from winnow.evaluate.dataset import BeirDataset
 from winnow.evaluate.metrics import DEFAULT_METRICS, evaluate_run, parse_metrics
 from winnow.evaluate.significance import PairedTest, paired_test
@@ -357,14 +357,12 @@ def evaluate(
 
 def _make_reranker(model: str | None, methods: list[str], max_length: int | None, backend: str | None):
     if not model:
-        from winnow.models.resolve import DEFAULT_RERANKER, SHIPPED_RERANKER
+        from winnow.models.resolve import default_reranker
 
-        model = DEFAULT_RERANKER
-        if not model:
-            raise InvalidArgumentError(
-                f"method(s) {', '.join(methods)} need a reranker: pass --rerank MODEL (a cross-encoder's Hugging "
-                f"Face id or local folder, or winnow's experimental {SHIPPED_RERANKER!r}); winnow has no default one"
-            )
+        try:
+            model = default_reranker()
+        except ModelNotFoundError as exc:
+            raise InvalidArgumentError(f"method(s) {', '.join(methods)} need a reranker: pass --rerank MODEL; {exc}") from exc
     import inspect
 
     from winnow.rerank.cross_encoder import CrossEncoderReranker

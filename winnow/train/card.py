@@ -7,6 +7,7 @@ held-out dev queries, and the command that made it.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 from pathlib import Path
@@ -80,8 +81,6 @@ def base_lineage(base_model: str) -> dict[str, Any] | None:
     path = Path(base_model) / "training.json"
     if not path.is_file():
         return None
-    import json
-
     base = json.loads(path.read_text(encoding="utf-8"))
     keys = ("name", "data_files", "train_seconds", "steps", "hardware_line", "command", "base_training")
     return {"path": str(base_model), **{k: base.get(k) for k in keys}}

@@ -96,7 +96,7 @@ def cmd_mine(args) -> int:
 # -- train reranker --------------------------------------------------------------------------------
 def cmd_train_reranker(args) -> int:
     from winnow.train.card import file_digest
-    from winnow.train.data import read_training_file, split_dev
+    from winnow.train.data import read_training_file
     from winnow.train.trainer import TrainConfig, last_checkpoint, train_reranker
 
     config = TrainConfig(
@@ -125,14 +125,7 @@ def cmd_train_reranker(args) -> int:
             f"--resume: no checkpoint in {Path(args.output) / 'checkpoints'}; start without --resume"
         )
     files = [(Path(p), read_training_file(p)) for p in args.train]
-    dev = []
-    if args.dev_queries:
-        if not 0 < args.dev_queries < len(files[0][1]):
-            raise InvalidArgumentError(
-                f"--dev-queries {args.dev_queries} must be between 0 and {len(files[0][1]) - 1}: "
-                f"{files[0][0]} has {len(files[0][1])} queries"
-            )
-        _, dev = split_dev(files[0][1], args.dev_queries, seed=args.seed)
+    dev = _held_out(files[0][0], files[0][1], args.dev_queries, args.seed) if args.dev_queries else []
     dev_files = [(Path(p), read_training_file(p)) for p in args.dev]
     dev += [e for _, examples in dev_files for e in examples]
     dev_qids = {e.qid for e in dev}
@@ -170,6 +163,18 @@ def cmd_train_reranker(args) -> int:
     return 0
 
 
+def _held_out(path, examples, n: int, seed: int):
+    """The ``n`` queries of ``examples`` (read from ``path``) that training holds out for dev, seeded: the
+    same file, count and seed give the same queries in ``train reranker`` and ``train fit-fusion``."""
+    from winnow.train.data import split_dev
+
+    if not 0 < n < len(examples):
+        raise InvalidArgumentError(
+            f"--dev-queries {n} must be between 1 and {len(examples) - 1}: {path} has {len(examples)} queries"
+        )
+    return split_dev(examples, n, seed=seed)[1]
+
+
 def cmd_ship(args) -> int:
     from winnow.train.ship import ship_reranker
 
@@ -185,18 +190,11 @@ def cmd_fit_fusion(args) -> int:
     from sentence_transformers import CrossEncoder
 
     from winnow.train.card import write_card
-    from winnow.train.data import read_training_file, split_dev, write_json
+    from winnow.train.data import read_training_file, trained_model_folder, write_json
     from winnow.train.fusion_fit import fit_on_dev
 
-    model_dir = Path(args.model)
-    if not (model_dir / "config.json").is_file():
-        raise InvalidArgumentError(f"{args.model!r} is not a model folder (no config.json); give <run>/model")
-    examples = read_training_file(args.dev)
-    if not 0 < args.dev_queries < len(examples):
-        raise InvalidArgumentError(
-            f"--dev-queries {args.dev_queries} must be between 1 and {len(examples) - 1}: {args.dev} has {len(examples)} queries"
-        )
-    _, dev = split_dev(examples, args.dev_queries, seed=args.seed)
+    model_dir = trained_model_folder(args.model)
+    dev = _held_out(args.dev, read_training_file(args.dev), args.dev_queries, args.seed)
     fit = fit_on_dev(CrossEncoder(str(model_dir), local_files_only=True), dev, depth=args.eval_depth)
     if fit is None:
         raise InvalidArgumentError(f"{args.dev!r} holds no first-stage rankings to fit on (mine it without --no-ranking)")

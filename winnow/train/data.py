@@ -238,6 +238,14 @@ def read_training_file(path: str | Path) -> list[TrainingExample]:
 
 
 # -- splits --------------------------------------------------------------------------------------
+def trained_model_folder(path: str | Path) -> Path:
+    """``path`` as a trained model folder (one with ``config.json``), or a typed error saying what to give."""
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        raise InvalidArgumentError(f"{str(path)!r} is not a model folder (no config.json); give <run>/model")
+    return folder
+
+
 def split_dev(
     examples: Sequence[TrainingExample], n_dev: int, *, seed: int = 0
 ) -> tuple[list[TrainingExample], list[TrainingExample]]:

@@ -75,10 +75,9 @@ def ship_reranker(
     from winnow.models.resolve import ResolvedModel
     from winnow.rerank.cross_encoder import CrossEncoderReranker
     from winnow.train.card import evaluation_entry, write_card
+    from winnow.train.data import trained_model_folder
 
-    source = Path(model_dir)
-    if not (source / "config.json").is_file():
-        raise InvalidArgumentError(f"{str(source)!r} is not a model folder (no config.json); give <run>/model")
+    source = trained_model_folder(model_dir)
     evaluation = [evaluation_entry(_read_report(r)) for r in reports]
     if evaluation and not (source / "training.json").is_file():
         raise InvalidArgumentError(f"{str(source)!r} has no training.json: test results go into a winnow-trained model's card")
