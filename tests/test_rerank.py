@@ -9,7 +9,8 @@ import pytest
 from winnow.errors import InvalidArgumentError, ModelNotFoundError
 from winnow.rerank.cross_encoder import CrossEncoderReranker
 from winnow.rerank.maxsim import MaxSimReranker, maxsim
-from winnow.types import Hit
+from winnow.rerank.mix import ScoreMix
+from winnow.types import FirstStage, Hit
 
 QUERY = "how do plants make food"
 PASSAGES = [
@@ -149,8 +150,6 @@ def test_maxsim_reranker_with_the_real_bi_encoder(bi_encoder):
 
 # -- the fitted mix with the first stage (fusion.json beside a trained model) ---------------------------
 def test_score_mix_is_the_weighted_sum_of_per_query_z_scores():
-    from winnow.rerank.mix import ScoreMix
-
     reranker, first = np.array([1.0, 3.0, 2.0]), np.array([30.0, 10.0, 20.0])
     z_r = (reranker - 2.0) / np.sqrt(2.0 / 3.0)  # mean 2, population std sqrt(2/3)
     z_f = (first - 20.0) / np.sqrt(200.0 / 3.0)
@@ -163,25 +162,45 @@ def test_score_mix_is_the_weighted_sum_of_per_query_z_scores():
         ScoreMix(0.5).apply(reranker, first[:2])
 
 
-def test_a_model_folder_with_fusion_json_ranks_by_the_mix(tiny_cross_encoder_path, tmp_path):
+def test_a_model_folder_with_fusion_json_ranks_by_the_mix_of_the_candidates_first_stage(tiny_cross_encoder_path, tmp_path):
     import json
     import shutil
+
+    from winnow.rerank.mix import MixTable
+    from winnow.types import FirstStage
 
     folder = tmp_path / "mixed"
     shutil.copytree(tiny_cross_encoder_path, folder)
     plain = CrossEncoderReranker(str(folder), cache=False)
-    assert plain.mix is None
-    (folder / "fusion.json").write_text(json.dumps({"method": "zscore", "weight_reranker": 0.0}))
-    first_stage_only = CrossEncoderReranker(str(folder), cache=False)
-    ranking = first_stage_only.rank(QUERY, candidates())
-    # weight 0: the first stage's order, while each hit still carries the reranker's own score
-    assert [h.doc_id for h in ranking.hits] == [f"d{i}" for i in range(1, 6)]
-    raw = dict(zip([f"d{i}" for i in range(1, 6)], plain.score(QUERY, PASSAGES)))
+    assert plain.mixes is None
+    stages = {"bm25": {"weight_reranker": 0.0}, "hybrid": {"weight_reranker": 1.0}}
+    (folder / "fusion.json").write_text(json.dumps({"format_version": 2, "method": "zscore", "first_stages": stages}))
+    mixed = CrossEncoderReranker(str(folder), cache=False)
+    ids = [f"d{i}" for i in range(1, 6)]
+    raw = dict(zip(ids, plain.score(QUERY, PASSAGES)))
+    by_reranker = sorted(ids, key=lambda d: -raw[d])
+    assert by_reranker != ids  # the test needs the two orders to differ
+    # bm25 candidates, weight 0: the first stage's order, while each hit still carries the reranker's own score
+    ranking = mixed.rank(QUERY, candidates(), first_stage=FirstStage.BM25)
+    assert ranking.doc_ids == ids
     assert all(h.rerank_score == pytest.approx(raw[h.doc_id], abs=1e-5) for h in ranking.hits)
-    assert CrossEncoderReranker(str(folder), use_mix=False).mix is None
+    # hybrid, weight 1: the reranker's order; dense has no fitted mix and unknown origin none: the reranker alone
+    for stage in (FirstStage.HYBRID, FirstStage.DENSE, None):
+        assert mixed.rank(QUERY, candidates(), first_stage=stage).doc_ids == by_reranker, stage
+    assert CrossEncoderReranker(str(folder), use_mix=False).mixes is None
+
+    # a format-1 file (one weight, fitted on dense lists) is a dense-only table
+    (folder / "fusion.json").write_text(json.dumps({"method": "zscore", "weight_reranker": 0.0}))
+    old = CrossEncoderReranker(str(folder), cache=False)
+    assert old.mixes == MixTable({FirstStage.DENSE: ScoreMix(0.0)})
+    assert old.rank(QUERY, candidates(), first_stage=FirstStage.DENSE).doc_ids == ids
+    assert old.rank(QUERY, candidates(), first_stage=FirstStage.BM25).doc_ids == by_reranker
 
     (folder / "fusion.json").write_text(json.dumps({"method": "minmax", "weight_reranker": 0.5}))
     with pytest.raises(InvalidArgumentError, match="method 'minmax' is not supported"):
+        CrossEncoderReranker(str(folder))
+    (folder / "fusion.json").write_text(json.dumps({"format_version": 2, "method": "zscore", "first_stages": {"splade": {"weight_reranker": 0.5}}}))
+    with pytest.raises(InvalidArgumentError, match=r"unknown first stage\(s\) \['splade'\]"):
         CrossEncoderReranker(str(folder))
 
 
@@ -199,7 +218,7 @@ def test_winnows_shipped_reranker_resolves_offline_and_puts_the_answer_first(mon
         assert needed in card, needed
 
     reranker = CrossEncoderReranker(SHIPPED_RERANKER, cache=False)
-    assert reranker.backend == "onnx-int8" and reranker.mix is not None
+    assert reranker.backend == "onnx-int8" and reranker.mixes is not None
     query = "what is the capital of france"
     texts = [
         "Lyon is known for its cuisine and its silk industry.",
@@ -208,7 +227,37 @@ def test_winnows_shipped_reranker_resolves_offline_and_puts_the_answer_first(mon
         "A recipe for pancakes: flour, eggs, milk and a pinch of salt.",
     ]
     hits = [Hit(doc_id=f"d{i}", score=1.0 - i / 10, rank=i + 1, text=t) for i, t in enumerate(texts)]
-    ranking = reranker.rank(query, hits)
+    ranking = reranker.rank(query, hits, first_stage=FirstStage.DENSE)
     assert ranking.doc_ids[0] == "d2" and ranking.hits[0].first_stage_rank == 3
     raw = reranker.score(query, texts)
     assert int(np.argmax(raw)) == 2 and int(np.argmin(raw)) == 3
+
+
+# -- scores that do not depend on the batch ----------------------------------------------------------------
+def test_int8_scores_do_not_depend_on_batch_neighbours_position_or_padding():
+    """int8 activations are quantized per run: each pair runs alone, so its score is its own."""
+    from winnow.models.resolve import SHIPPED_RERANKER
+
+    reranker = CrossEncoderReranker(SHIPPED_RERANKER, cache=False)
+    assert reranker.backend == "onnx-int8"
+    query, other = "what is the capital of france", "how long do cats sleep"
+    texts = [*PASSAGES, "Paris is the capital and most populous city of France, on the Seine, " * 6]
+    alone = np.array([reranker.score(query, [t])[0] for t in texts])
+    together = reranker.score(query, texts)
+    mixed_pairs = [(other, t) for t in reversed(texts)] + [(query, t) for t in reversed(texts)]
+    mixed = reranker.score_pairs(mixed_pairs)[len(texts):][::-1]
+    np.testing.assert_allclose(together, alone, atol=1e-4)
+    np.testing.assert_allclose(mixed, alone, atol=1e-4)
+    assert list(np.argsort(-together)) == list(np.argsort(-alone)) == list(np.argsort(-mixed))
+
+
+def test_int8_bi_encoder_vectors_do_not_depend_on_the_batch(demo_documents):
+    from winnow.encode.bi_encoder import BiEncoder
+
+    encoder = BiEncoder("sentence-transformers/all-MiniLM-L6-v2", backend="onnx-int8")
+    texts = [d.text for d in demo_documents[:12]]
+    alone = np.stack([encoder.encode_documents([t])[0] for t in texts])
+    np.testing.assert_allclose(encoder.encode_documents(texts), alone, atol=1e-5)
+    np.testing.assert_allclose(encoder.encode_documents(texts[::-1])[::-1], alone, atol=1e-5)
+    queries = ["capital of france", "a much longer query about the planets of the solar system and their moons"]
+    np.testing.assert_allclose(encoder.encode_queries(queries)[0], encoder.encode_queries(queries[:1])[0], atol=1e-5)

@@ -174,8 +174,8 @@ def test_search_with_rerank_reports_both_stages(http, animals, tiny_cross_encode
     body = r.json()
     assert body["reranker"] == str(tiny_cross_encoder_path) and len(body["hits"]) == 5
     assert [h["rank"] for h in body["hits"]] == [1, 2, 3, 4, 5]
-    scores = [h["rerank_score"] for h in body["hits"]]
-    assert scores == sorted(scores, reverse=True) and all(0.0 <= s <= 1.0 for s in scores)
+    scores = [h["rerank_score"] for h in body["hits"]]  # the model's logits, as the library gives them
+    assert scores == sorted(scores, reverse=True)
     for h in body["hits"]:
         assert 1 <= h["first_stage_rank"] <= 12 and h["first_stage_score"] is not None
         assert h["score"] == h["rerank_score"] and h["text"] and h["metadata"]["group"] in "abc"
@@ -232,7 +232,7 @@ def check_ranked(results: list[tuple[int, float]], direct: np.ndarray, n: int) -
 def direct_scores(tiny_cross_encoder_path):
     from winnow.rerank.cross_encoder import CrossEncoderReranker
 
-    reranker = CrossEncoderReranker(str(tiny_cross_encoder_path), max_length=256, sigmoid=True, cache=False)
+    reranker = CrossEncoderReranker(str(tiny_cross_encoder_path), sigmoid=True, cache=False)
     return reranker.score("capital of France", PASSAGES)
 
 
@@ -270,6 +270,88 @@ def test_rerank_shapes(http, tiny_cross_encoder_path, direct_scores):
     unknown = http.post("/rerank", json={**body, "model": "acme/reranker-9000"})
     assert unknown.status_code == 404
     assert "'acme/reranker-9000' is not served here" in unknown.json()["error"]["message"]
+
+
+# -- one path: a server started with no flags serves winnow's shipped reranker and ranks as the library --------
+DEMO_QUERIES = ["how do plants make food", "why do planets go around the sun", "what is python used for",
+                "how do vaccines work", "who wrote the theory of relativity", "what causes rain",
+                "how does the heart pump blood", "what is the capital of france"]
+
+
+@pytest.fixture(scope="module")
+def plain_server(demo_collection, tmp_path_factory):
+    """``winnow serve`` with no model flags, over the (read-only) demo collection's folder."""
+    work = tmp_path_factory.mktemp("plain-serve")
+    proc = ServerProcess(demo_collection.path.parent, [], log_path=work / "server.log")
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+def test_a_server_with_no_flags_reranks_with_winnows_shipped_reranker(plain_server):
+    from winnow.models.resolve import DEFAULT_RERANKER, SHIPPED_RERANKER
+
+    expected = DEFAULT_RERANKER or SHIPPED_RERANKER
+    with httpx.Client(base_url=plain_server.url, timeout=300) as client:
+        r = client.post("/rerank", json={"query": "capital of France", "documents": PASSAGES})
+        assert r.status_code == 200, r.text
+        assert r.json()["model"] == expected and r.json()["results"][0]["index"] == 0
+        named = client.post("/rerank", json={"model": SHIPPED_RERANKER, "query": "capital of France", "documents": PASSAGES})
+        assert named.status_code == 200, named.text
+        assert SHIPPED_RERANKER in client.get("/health").json()["rerank_models"]
+
+
+@pytest.mark.parametrize("method", ["hybrid", "dense", "bm25"])
+def test_the_server_ranks_as_the_library_does(plain_server, demo_collection, method):
+    """Same collection, query, method, depth and reranker (the shipped one, with its fitted mixes): the
+    server's JSON and ``Collection.search`` give the same ids in the same order and the same scores."""
+    from winnow.models.resolve import SHIPPED_RERANKER
+    from winnow.rerank.cross_encoder import CrossEncoderReranker
+
+    reranker = CrossEncoderReranker(SHIPPED_RERANKER)
+    assert reranker.mixes is not None  # the bug was a server that ignored fusion.json
+    with httpx.Client(base_url=plain_server.url, timeout=300) as client:
+        for query in DEMO_QUERIES:
+            body = client.post("/collections/demo/search", json={
+                "query": query, "method": method, "depth": 40, "top_k": 10, "rerank": SHIPPED_RERANKER,
+            }).json()
+            library = demo_collection.search(query, method=method, depth=40, top_k=10, reranker=reranker)
+            assert [h["doc_id"] for h in body["hits"]] == library.doc_ids, query
+            for served, local in zip(body["hits"], library.hits):
+                assert served["score"] == pytest.approx(local.score, abs=1e-6)
+                assert served["rerank_score"] == pytest.approx(local.rerank_score, abs=1e-6)
+                assert served["first_stage_rank"] == local.first_stage_rank
+
+
+def test_scores_under_concurrent_traffic_equal_the_librarys_alone(plain_server, demo_collection):
+    """Eight queries searched at once beside background rerank traffic: each pair's logit is the one the
+    library gives it scored alone (int8 activations are quantized per pair, not per batch)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from winnow.models.resolve import SHIPPED_RERANKER
+    from winnow.rerank.cross_encoder import CrossEncoderReranker
+
+    reranker = CrossEncoderReranker(SHIPPED_RERANKER, cache=False)
+    queries = [f"{q} (concurrent)" for q in DEMO_QUERIES]  # new to the server's score cache
+
+    def search(query):
+        with httpx.Client(base_url=plain_server.url, timeout=300) as client:
+            body = {"query": query, "method": "bm25", "depth": 20, "top_k": 20, "rerank": SHIPPED_RERANKER}
+            return client.post("/collections/demo/search", json=body).json()["hits"]
+
+    def noise(i):
+        with httpx.Client(base_url=plain_server.url, timeout=300) as client:
+            docs = [f"background passage {i} number {j} about weather and trains" for j in range(15)]
+            return client.post("/rerank", json={"query": f"noise {i}", "documents": docs}).status_code
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        noises = [pool.submit(noise, i) for i in range(8)]
+        results = list(pool.map(search, queries))
+        assert all(f.result() == 200 for f in noises)
+    for query, hits in zip(queries, results):
+        alone = [float(reranker.score(query, [f"{h['title']} {h['text']}" if h["title"] else h["text"]])[0]) for h in hits]
+        served = [h["rerank_score"] for h in hits]
+        np.testing.assert_allclose(served, alone, atol=1e-4)
 
 
 # -- embeddings: the OpenAI shape --------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from winnow.train.data import (
 )
 from winnow.train.fusion_fit import fit_weight, ndcg_at_10
 from winnow.train.mining import MiningConfig, mine_negatives
+from winnow.types import FirstStage
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -70,7 +71,7 @@ def test_read_positives_fixes_the_shared_training_pairs():
     if not path.is_file():
         pytest.skip(f"shared training data not found at {path}")
     pairs = read_positives(path, limit=50)
-    assert len(pairs) == 50 and pairs[0].qid == "q1"
+    assert len(pairs) == 50 and pairs[0].qid == "msmarco-dev-small-positives-q1"
     assert "–" in pairs[0].positive and "\u00e2\u0080" not in pairs[0].positive
     raw = read_positives(path, fix=False, limit=1)
     assert "\u00e2\u0080\u0093" in raw[0].positive
@@ -219,7 +220,9 @@ def test_training_a_few_steps_lowers_the_loss_and_writes_a_model_card(mined, tmp
         assert needed in card, needed
     assert info["dev_queries"] == 2 and "dev-mined-a_base_ndcg@10" in info["dev_metrics"]
     fusion = json.loads((model_dir / "fusion.json").read_text())
-    assert 0.0 <= fusion["weight_reranker"] <= 1.0 and fusion["dev_queries"] == 2
+    dense = fusion["first_stages"]["dense"]  # mined-a's lists are dense ones (its meta.json says so)
+    assert fusion["format_version"] == 2 and set(fusion["first_stages"]) == {"dense"}
+    assert 0.0 <= dense["weight_reranker"] <= 1.0 and dense["dev_queries"] == 2
 
     from winnow.rerank.cross_encoder import CrossEncoderReranker
 
@@ -272,14 +275,19 @@ def test_fit_fusion_refits_the_mix_on_the_queries_training_held_out(mined, tiny_
     argv = ["train", "fit-fusion", str(model), "--dev", str(mined["a"]), "--dev-queries", "4", "--eval-depth", "8"]
     args = build_parser().parse_args(argv)
     assert args.func(args) == 0
-    fusion = json.loads((model / "fusion.json").read_text())
-    assert fusion["dev_queries"] == 4 and fusion["dev_file"] == str(mined["a"])
+    fusion = json.loads((model / "fusion.json").read_text())["first_stages"]["dense"]
+    assert fusion["dev_queries"] == 4 and fusion["dev_files"] == [str(mined["a"])]
     assert [float(w) for w in fusion["grid"]] == list(GRID) and fusion["weight_reranker"] in GRID
     # the first stage alone (weight 0) is the mined ranking's own order: the positive mostly first
     assert fusion["dev_ndcg@10"]["first_stage"] == fusion["grid"]["0.0"] > 0.5
-    assert "weight" in capsys.readouterr().out
+    assert "dense weight" in capsys.readouterr().out
     card = (model / "README.md").read_text()
-    assert "## Mixing with the first stage" in card and "fitted on 4 dev queries" in card
+    assert "## Mixing with the first stage" in card and "| dense | " in card
+
+    # each first stage's mix is fitted on that stage's lists only: mined-a holds dense ones
+    wrong = build_parser().parse_args([*argv, "--first-stage", "bm25"])
+    with pytest.raises(InvalidArgumentError, match="holds dense lists; the bm25 mix is fitted on bm25 lists"):
+        wrong.func(wrong)
 
     too_many = build_parser().parse_args([*argv[:5], "--dev-queries", "99"])
     with pytest.raises(InvalidArgumentError, match="--dev-queries 99 must be between 1 and"):
@@ -331,7 +339,7 @@ def test_ship_packs_an_onnx_only_reranker_that_loads_by_folder(tiny_cross_encode
     assert size < torch_size / 3  # int8 weights, no torch copy
 
     shipped = CrossEncoderReranker(str(target), cache=False)
-    assert shipped.backend == "onnx-int8" and shipped.max_length == 64 and shipped.mix.weight == 0.6
+    assert shipped.backend == "onnx-int8" and shipped.max_length == 64 and shipped.mixes.for_stage(FirstStage.DENSE).weight == 0.6
     reference = CrossEncoderReranker(str(trained), backend="torch", cache=False, max_length=64)
     texts = ["Paris is the capital of France.", "Cats sleep most of the day.", "France borders Spain."]
     np.testing.assert_allclose(shipped.score("capital of france", texts),

@@ -73,6 +73,6 @@ class Pipeline:
                 f"{len(unread)} candidate(s) have no text for the reranker to read (first: {unread[0]!r}); "
                 f"pass hydrate= a function that fills it in, e.g. hydrate=collection.hydrate"
             )
-        reranked = self.reranker.rank(first.query, candidates.hits, top_k=self.top_k)
+        reranked = self.reranker.rank(first.query, candidates.hits, top_k=self.top_k, first_stage=self.first_stage.origin)
         timings.update(reranked.timings_ms)
         return Ranking(first.query, reranked.hits, timings)

@@ -7,12 +7,22 @@ Each stage hands the next one of the types below; none of them is mutated after 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from types import MappingProxyType
 from typing import Any, Mapping
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(value or {}))
+
+
+class FirstStage(str, Enum):
+    """Where a reranker's candidates came from: a trained reranker's mix with the first stage's scores
+    is fitted per first stage, since their scores differ in kind (cosine, BM25, reciprocal-rank fusion)."""
+
+    DENSE = "dense"
+    BM25 = "bm25"
+    HYBRID = "hybrid"  # reciprocal-rank fusion of dense and BM25
 
 
 @dataclass(frozen=True)

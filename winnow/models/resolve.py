@@ -74,6 +74,14 @@ def _shipped(name: str) -> Path | None:
     return None
 
 
+def shipped_models() -> list[str]:
+    """The names of the models that ship inside winnow (``winnow/shipped/<name>``): the default first."""
+    if not SHIPPED_DIR.is_dir():
+        return []
+    names = sorted(p.name for p in SHIPPED_DIR.iterdir() if p.is_dir() and (p / "config.json").is_file())
+    return sorted(names, key=lambda n: n != DEFAULT_RERANKER)
+
+
 def _hub(name: str) -> Path:
     os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(int(HUB_TIMEOUT_S)))
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(int(HUB_TIMEOUT_S)))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from functools import cached_property
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from winnow.models.export import check_backend, prebuilt_model, resolve_backend
 from winnow.models.resolve import ResolvedModel, resolve_model
 from winnow.rerank.base import Reranker
 from winnow.rerank.cache import ScoreCache
-from winnow.rerank.mix import ScoreMix
+from winnow.rerank.mix import MixTable
 from winnow.runtime import limit_blas_threads
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,8 @@ class CrossEncoderReranker(Reranker):
     ``sigmoid=True`` maps the model's logit into 0..1, otherwise raw logits are returned (same order).
     ``cache``: True for a private :class:`ScoreCache`, a ScoreCache to share one, False/None for none.
     ``use_mix``: where the model folder has a ``fusion.json`` (winnow's trained rerankers do), order
-    candidates by its fitted mix of reranker and first-stage scores (:mod:`winnow.rerank.mix`);
-    False ranks by the reranker's score alone.
+    candidates by its mix of reranker and first-stage scores fitted for their first stage
+    (:mod:`winnow.rerank.mix`); False ranks by the reranker's score alone.
     """
 
     def __init__(
@@ -54,6 +54,7 @@ class CrossEncoderReranker(Reranker):
         cache: ScoreCache | bool | None = True,
         threads: int | None = None,
         use_mix: bool = True,
+        logits_fn: Callable[[list[tuple[str, str]]], np.ndarray] | None = None,
     ) -> None:
         if max_length is not None and max_length < 8:
             raise InvalidArgumentError(f"max_length must be >= 8 tokens (or None for the model's), got {max_length}")
@@ -63,7 +64,7 @@ class CrossEncoderReranker(Reranker):
             raise InvalidArgumentError(f"max_tokens must be >= 16 padded tokens per batch, got {max_tokens}")
         self.resolved: ResolvedModel = resolve_model(model)
         self.name = self.resolved.name
-        self.mix = ScoreMix.from_model_dir(self.resolved.path) if use_mix else None
+        self.mixes = MixTable.from_model_dir(self.resolved.path) if use_mix else None
         self._max_length = max_length
         self.batch_size = batch_size  # rows per call for the torch backend when no fast tokenizer plans batches
         self.sigmoid = sigmoid
@@ -78,6 +79,7 @@ class CrossEncoderReranker(Reranker):
         elif cache is not None and not isinstance(cache, ScoreCache):
             raise InvalidArgumentError(f"cache must be True, False, None or a ScoreCache, got {type(cache).__name__}")
         self.cache: ScoreCache | None = cache
+        self.logits_fn = logits_fn
 
     def __repr__(self) -> str:
         return f"CrossEncoderReranker({self.name!r}, backend={self.requested_backend!r})"
@@ -169,38 +171,43 @@ class CrossEncoderReranker(Reranker):
 
     # -- scoring ---------------------------------------------------------------------------------
     def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros(0, dtype=np.float32)
-        if self.cache is None:
-            return self._activate(self._logits([(query, t) for t in texts]))
-        keys = self.cache.keys_for(self.cache_id, self.max_length, query, texts)
-        logits, found = self.cache.get_many(keys)
-        if not found.all():
-            missing = np.flatnonzero(~found)
-            fresh = self._logits([(query, texts[i]) for i in missing])
-            logits[missing] = fresh
-            self.cache.put_many([keys[i] for i in missing], fresh)
-        return self._activate(logits)
+        return self._activate(self.raw_scores(query, texts))
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """One float per (query, passage) pair, in order: lets a server score many queries in one call."""
+        return self._activate(self.logits(pairs))
+
+    def raw_scores(self, query: str, texts: Sequence[str]) -> np.ndarray:
+        return self.logits([(query, t) for t in texts])
+
+    def present(self, raw: np.ndarray) -> np.ndarray:
+        return self._activate(raw)
+
+    def logits(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """Raw logits of ``pairs``, in order: from the cache where it holds them, else computed (by
+        ``logits_fn`` where one was given, else the model)."""
         pairs = list(pairs)
         if not pairs:
             return np.zeros(0, dtype=np.float32)
+        compute = self.logits_fn or self.model_logits
         if self.cache is None:
-            return self._activate(self._logits(pairs))
+            return np.asarray(compute(pairs), dtype=np.float32)
         keys = [k for q, t in pairs for k in self.cache.keys_for(self.cache_id, self.max_length, q, [t])]
         logits, found = self.cache.get_many(keys)
         if not found.all():
             missing = np.flatnonzero(~found)
-            fresh = self._logits([pairs[i] for i in missing])
+            fresh = np.asarray(compute([pairs[i] for i in missing]), dtype=np.float32)
             logits[missing] = fresh
             self.cache.put_many([keys[i] for i in missing], fresh)
-        return self._activate(logits)
+        return np.asarray(logits, dtype=np.float32)
 
     def _activate(self, logits: np.ndarray) -> np.ndarray:
         logits = np.asarray(logits, dtype=np.float32)
         return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32) if self.sigmoid else logits
+
+    def model_logits(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """The model's logits for ``pairs``, uncached (what ``logits_fn`` stands in for)."""
+        return self._logits(list(pairs))
 
     def _logits(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         """Raw first-logit scores of ``pairs``, in order, through the chosen backend."""

@@ -14,7 +14,7 @@ from typing import AbstractSet, Callable, Mapping, Sequence
 import numpy as np
 
 from winnow.errors import InvalidArgumentError
-from winnow.types import Hit, Ranking
+from winnow.types import FirstStage, Hit, Ranking
 
 # key -> (document id, chunk index)
 KeyMap = Mapping[int, tuple[str, int]]
@@ -24,6 +24,7 @@ ChunkSearch = Callable[[Sequence[str], int], tuple[np.ndarray, np.ndarray]]
 
 class Retriever(ABC):
     name: str = "retriever"
+    origin: FirstStage | None = None  # which fitted reranker mix fits this stage's scores (None: none does)
 
     def search(self, query: str, k: int) -> Ranking:
         return self.search_many([query], k)[0]

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import AbstractSet, Sequence
 
 from winnow.retrieve.base import ChunkRetriever, KeyMap
+from winnow.types import FirstStage
 
 
 class DenseRetriever(ChunkRetriever):
     name = "dense"
+    origin = FirstStage.DENSE
 
     def __init__(
         self, encoder, index, keymap: KeyMap, *, n_docs: int, allowed: AbstractSet[str] | None = None

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from winnow.retrieve.base import Retriever, check_k
 from winnow.retrieve.fusion import get_fusion
-from winnow.types import Ranking
+from winnow.types import FirstStage, Ranking
 
 
 class HybridRetriever(Retriever):
@@ -23,6 +23,8 @@ class HybridRetriever(Retriever):
         self.fusion = fusion
         self.leg_depth = leg_depth
         self.fusion_args = fusion_args
+        # the fitted hybrid mix is for reciprocal-rank fusion's scores; another fusion's get the reranker alone
+        self.origin = FirstStage.HYBRID if fusion == "rrf" and not fusion_args else None
 
     def search_many(self, queries: Sequence[str], k: int) -> list[Ranking]:
         check_k(k)

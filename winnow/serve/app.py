@@ -71,7 +71,7 @@ def create_app(settings: ServeSettings):
     from winnow.serve import errors
     from winnow.serve.auth import key_dependency
     from winnow.serve.catalog import CollectionCatalog
-    from winnow.serve.models import ModelNotServedError, ModelRegistry, ServedReranker
+    from winnow.serve.models import ModelNotServedError, ModelRegistry
 
     metrics = Metrics()
     registry = ModelRegistry(settings, metrics)
@@ -191,9 +191,10 @@ def create_app(settings: ServeSettings):
         Each hit carries its first-stage rank and score and its reranker score; timings are per stage."""
         check_text(req.query, limits, "query")
         reranker = None
-        if req.rerank not in (None, "none") and not (req.rerank == "default" and registry.default_rerank is None):
+        wanted, model = req.reranking()
+        if wanted and not (model is None and registry.default_rerank is None):
             try:
-                reranker = ServedReranker(registry, registry.rerank_name(req.rerank))
+                reranker = registry.reranker(registry.rerank_name(model))
             except ModelNotServedError as exc:  # the collection exists; the request's field is what is wrong
                 raise ApiError(422, str(exc)) from None
         depth = req.depth if req.depth is not None else max(100, req.top_k)
@@ -242,9 +243,10 @@ def create_app(settings: ServeSettings):
         texts = [_document_text(d, i, req.rank_fields) for i, d in enumerate(req.documents)]
         check_texts(texts, limits, "document")
         start = time.perf_counter()
-        scores = await registry.score(name, req.query, texts) if texts else np.zeros(0)
+        logits = await registry.logits(name, req.query, texts) if texts else np.zeros(0)
         metrics.stage.observe(time.perf_counter() - start, "rerank")
-        order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+        order = np.argsort(-np.asarray(logits, dtype=np.float64), kind="stable")
+        scores = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))  # relevance in 0..1, as Cohere/TEI give
         if req.top_n is not None:
             order = order[: req.top_n]
         results = [

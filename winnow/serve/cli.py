@@ -21,11 +21,12 @@ def register(subparsers) -> None:
     s.add_argument("--api-key", default=None, help="require this key (Authorization: Bearer KEY); default "
                    "$WINNOW_API_KEY. Required when the host is not loopback")
     s.add_argument("--rerank-model", action="append", default=None, metavar="MODEL",
-                   help="cross-encoder to serve (repeatable; the first is the default; default: winnow's default "
-                   "reranker where it ships one)")
+                   help="cross-encoder to serve besides the rerankers winnow ships (repeatable; the first is the "
+                   "default; default: winnow's default reranker, else the one it ships)")
     s.add_argument("--embed-model", action="append", default=None, metavar="MODEL",
                    help="bi-encoder to serve on /v1/embeddings (repeatable; default all-MiniLM-L6-v2)")
-    s.add_argument("--rerank-max-length", type=int, default=256, help="reranker tokens per pair (default 256)")
+    s.add_argument("--rerank-max-length", type=int, default=None,
+                   help="reranker tokens per pair (default: the model's own, as the library and CLI use)")
     s.add_argument("--max-documents", type=int, default=1000, help="documents/texts per request (default 1000)")
     s.add_argument("--max-chars", type=int, default=20_000, help="characters per text (default 20000)")
     s.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024, help="bytes per request body (default 8 MiB)")

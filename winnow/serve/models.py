@@ -1,8 +1,13 @@
 """The models a server serves: loaded once, cached, and called through micro-batchers.
 
-Only the models named at start (``--rerank-model``, ``--embed-model``) and the bi-encoders of the
-collections on disk are ever loaded: a request naming another model gets a 404 that lists the served
-ones, never a download. Loading happens under one lock (two threads loading one model at once break
+Only the models named at start (``--rerank-model``, ``--embed-model``), the rerankers that ship with
+winnow, and the bi-encoders of the collections on disk are ever loaded: a request naming another model
+gets a 404 that lists the served ones, never a download. A request naming no reranker gets the first
+``--rerank-model``, else winnow's default reranker, else the first one winnow ships.
+
+Rerankers are winnow's own :class:`~winnow.rerank.cross_encoder.CrossEncoderReranker`, exactly as the
+library builds them (fitted mixes, score cache, ranking); the server only injects its micro-batcher as
+the way uncached logits get computed, so a collection search answers as ``Collection.search`` does. Loading happens under one lock (two threads loading one model at once break
 it); inference on a loaded model is safe from many threads.
 """
 
@@ -17,8 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from winnow.errors import WinnowError
-from winnow.models.resolve import resolve_model
-from winnow.rerank.base import Reranker
+from winnow.models.resolve import DEFAULT_RERANKER, resolve_model, shipped_models
 from winnow.serve.batching import MicroBatcher
 from winnow.serve.metrics import Metrics, escape_label
 from winnow.serve.settings import ServeSettings
@@ -51,9 +55,16 @@ class ModelRegistry:
         self._batchers: dict[tuple[str, str], MicroBatcher] = {}
         self._closed = False
         # every name a client may use for a served model -> its canonical (resolved) name
-        self.rerank_aliases = self._aliases(settings.rerank_models)
+        self.warm_rerank = set(self._aliases(settings.rerank_models).values())  # loaded at start
+        default = settings.rerank_models[0] if settings.rerank_models else DEFAULT_RERANKER
+        shipped = shipped_models()
+        self.rerank_aliases = self._aliases([*settings.rerank_models, *shipped])
         self.embed_aliases = self._aliases(settings.embed_models)
-        self.default_rerank = self.rerank_aliases[settings.rerank_models[0]] if settings.rerank_models else None
+        if default is None and shipped:
+            default = shipped[0]
+        self.default_rerank = self.rerank_aliases[default] if default is not None else None
+        if self.default_rerank is not None:
+            self.warm_rerank.add(self.default_rerank)
         self.default_embed = self.embed_aliases[settings.embed_models[0]] if settings.embed_models else None
 
     @staticmethod
@@ -67,7 +78,7 @@ class ModelRegistry:
 
     # -- names ---------------------------------------------------------------------------------------------
     def rerank_name(self, requested: str | None) -> str:
-        if requested is None or requested == "default":
+        if requested is None:
             if self.default_rerank is None:
                 raise NoDefaultModelError(
                     "no reranker model given and this server has no default: pass \"model\" "
@@ -101,10 +112,14 @@ class ModelRegistry:
                 from winnow.rerank.cross_encoder import CrossEncoderReranker
 
                 self.metrics.cache_misses.inc("reranker")
+                batched = self.settings.batching.enabled
                 model = CrossEncoderReranker(
-                    name, max_length=self.settings.rerank_max_length, sigmoid=True, threads=self.settings.model_threads
+                    name,
+                    max_length=self.settings.rerank_max_length,
+                    threads=self.settings.model_threads,
+                    logits_fn=(lambda pairs, name=name: self._batched_logits(name, pairs)) if batched else None,
                 )
-                model.score("warm up", ["load the weights now, under the lock"])
+                model.model_logits([("warm up", "load the weights now, under the lock")])
                 self._rerankers[name] = model
             return self._rerankers[name]
 
@@ -129,7 +144,7 @@ class ModelRegistry:
 
     def warm_up(self) -> None:
         """Load every served model now (at start), so the first requests don't pay for it."""
-        for name in set(self.rerank_aliases.values()):
+        for name in sorted(self.warm_rerank):
             self.reranker(name)
         for name in set(self.embed_aliases.values()):
             self.encoder(name)
@@ -157,14 +172,8 @@ class ModelRegistry:
                 )
             return self._batchers[key]
 
-    def _rerank_batch(self, name: str, payloads: list[tuple[str, list[str]]]) -> list[np.ndarray]:
-        pairs = [(q, t) for q, texts in payloads for t in texts]
-        scores = self.reranker(name).score_pairs(pairs)
-        out, at = [], 0
-        for _, texts in payloads:
-            out.append(scores[at : at + len(texts)])
-            at += len(texts)
-        return out
+    def _rerank_batch(self, name: str, payloads: list[list[tuple[str, str]]]) -> list[np.ndarray]:
+        return _split(self.reranker(name).model_logits([p for pairs in payloads for p in pairs]), payloads)
 
     def _embed_batch(self, name: str, payloads: list[list[str]]) -> list[np.ndarray]:
         return _split(self.encoder(name).encode_documents([t for texts in payloads for t in texts]), payloads)
@@ -184,27 +193,22 @@ class ModelRegistry:
                     lines.append(f'{name}{{model="{escape_label(model_name)}"}} {getattr(cache, kind)}')
         return lines
 
-    def _rerank_cost(self, query: str, texts: Sequence[str]) -> int:
+    def _rerank_cost(self, pairs: Sequence[tuple[str, str]]) -> int:
         cap = self.settings.rerank_max_length
-        return sum(_estimate_tokens(query + t, cap) for t in texts) or 1
+        return sum(_estimate_tokens(q + t, cap) for q, t in pairs) or 1
 
     def _submit(self, kind: str, name: str, payload, cost: int) -> Future:
         return self._batcher(kind, name).submit(payload, cost)
 
-    def score_blocking(self, name: str, query: str, texts: Sequence[str]) -> np.ndarray:
-        """Reranker scores of ``texts`` for ``query`` (from a worker thread)."""
-        if not self.settings.batching.enabled:
-            return self.reranker(name).score(query, list(texts))
-        return self._submit("rerank", name, (query, list(texts)), self._rerank_cost(query, texts)).result()
+    def _batched_logits(self, name: str, pairs: list[tuple[str, str]]) -> np.ndarray:
+        """The reranker's ``logits_fn``: uncached pairs go to the batcher and this thread waits for them."""
+        return self._submit("rerank", name, list(pairs), self._rerank_cost(pairs)).result()
 
-    async def score(self, name: str, query: str, texts: Sequence[str]) -> np.ndarray:
-        """Reranker scores, from async code: awaits the batch (or a worker thread when batching is off)."""
-        if not self.settings.batching.enabled:
-            from starlette.concurrency import run_in_threadpool
+    async def logits(self, name: str, query: str, texts: Sequence[str]) -> np.ndarray:
+        """Reranker logits (cached, then batched), from async code: runs in a worker thread."""
+        from starlette.concurrency import run_in_threadpool
 
-            return await run_in_threadpool(self.reranker(name).score, query, list(texts))
-        future = self._submit("rerank", name, (query, list(texts)), self._rerank_cost(query, texts))
-        return await asyncio.wrap_future(future)
+        return await run_in_threadpool(self.reranker(name).raw_scores, query, list(texts))
 
     async def embed(self, name: str, texts: Sequence[str]) -> np.ndarray:
         """Document embeddings (OpenAI endpoint), batched with other requests for the same model."""
@@ -235,17 +239,6 @@ def _split(vectors: np.ndarray, payloads: list[list[str]]) -> list[np.ndarray]:
         out.append(vectors[at : at + len(texts)])
         at += len(texts)
     return out
-
-
-class ServedReranker(Reranker):
-    """A :class:`Reranker` whose scoring goes through the server's batcher for that model."""
-
-    def __init__(self, registry: ModelRegistry, name: str) -> None:
-        self.registry = registry
-        self.name = name
-
-    def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
-        return self.registry.score_blocking(self.name, query, texts)
 
 
 class ServedQueryEncoder:

@@ -177,10 +177,11 @@ class SearchRequest(Body):
         "depth hits come back"
     )
     top_k: Int = Field(10, ge=1, le=MAX_TOP_K, description="hits to return (at most)")
-    rerank: Text | None = Field(
+    rerank: StrictBool | Text | None = Field(
         "default",
-        description="reranker model: 'default' (the server's --rerank-model, if any), a served model name, "
-        "or 'none'/null for the first stage only",
+        description="reranker: true or 'default' (the server's default: its first --rerank-model, else winnow's "
+        "default reranker, else the one winnow ships), a served model name, or false/'none'/null for the first "
+        "stage only",
     )
     filter: Filter | None = Field(
         None,
@@ -189,6 +190,14 @@ class SearchRequest(Body):
         examples=[{"lang": "en", "year": {"$in": [2023, 2024]}}],
     )
     dense_index: Literal["auto", "exact", "hnsw"] = "auto"
+
+    def reranking(self) -> tuple[bool, str | None]:
+        """(whether to rerank, the model named: None for the server's default)."""
+        if self.rerank is None or self.rerank is False or self.rerank == "none":
+            return False, None
+        if self.rerank is True or self.rerank == "default":
+            return True, None
+        return True, self.rerank
 
     def filter_spec(self) -> dict[str, Any] | None:
         """The filter as plain JSON (``{"field": value | {"$in": [...]} | {"$eq": value}}``)."""
@@ -230,7 +239,8 @@ class RerankDocument(BaseModel):
 
 
 class RerankRequest(Body):
-    model: Text | None = Field(None, description="a served reranker; default: the server's --rerank-model")
+    model: Text | None = Field(None, description="a served reranker; default: the server's default reranker "
+                               "(its first --rerank-model, else winnow's default, else the one winnow ships)")
     query: Annotated[Text, Field(min_length=1)]
     documents: list[Text | RerankDocument] = Field(
         description='strings, or objects with a "text" field (and others, read when named in rank_fields)'

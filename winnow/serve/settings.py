@@ -50,8 +50,9 @@ class Batching:
 
 @dataclass(frozen=True)
 class ServeSettings:
-    """``rerank_models[0]`` is the default reranker (none when empty); ``embed_models[0]`` the default embedder.
-    Only listed models are served: a request naming another gets 404, never a download."""
+    """``rerank_models[0]`` is the default reranker (when empty: winnow's default reranker, else the one winnow
+    ships); ``embed_models[0]`` the default embedder. Only listed models and winnow's shipped rerankers are
+    served: a request naming another gets 404, never a download."""
 
     home: Path
     host: str = "127.0.0.1"
@@ -59,7 +60,7 @@ class ServeSettings:
     api_key: str | None = None
     rerank_models: tuple[str, ...] = ()
     embed_models: tuple[str, ...] = (DEFAULT_BI_ENCODER,)
-    rerank_max_length: int | None = 256
+    rerank_max_length: int | None = None  # the model's own, as the library uses
     # threads inside one model call: 1 (parallelism comes from concurrent calls) is the most CPU-efficient
     # under load; None lets the backend use every core for each call (lower latency when idle)
     model_threads: int | None = 1

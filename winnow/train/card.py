@@ -169,19 +169,64 @@ def render(info: Mapping[str, Any]) -> str:
                   "`base_*` is the first stage's own order of the same candidates.", "",
                   "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(dev.items())]
-    fusion = info.get("fusion")
-    if fusion:
-        d = fusion["dev_ndcg@10"]
-        lines += ["", "## Mixing with the first stage (fusion.json)",
-                  f"z-scored mix `{fusion['weight_reranker']} * reranker + {fusion['weight_first_stage']} * first stage`, "
-                  f"fitted on {fusion['dev_queries']} dev queries: nDCG@10 first stage {d['first_stage']:.4f}, "
-                  f"reranker alone {d['reranker']:.4f}, mix {d['mix']:.4f}."]
+    lines += _fusion_lines(info.get("fusion"))
     lines += _evaluation_lines(info.get("evaluation") or [])
     lines += ["", "## Command", "```", info.get("command") or "(called from Python)", "```", "",
-              "## Licence of the data",
-              "Trained on MS MARCO passage data (non-commercial research use) and/or WikiQA (research use): "
-              "check those terms before any other use.", ""]
+              "## Licence of the data and attribution", *_licence_lines(info), ""]
     return "\n".join(lines)
+
+
+def _fusion_lines(fusion: Mapping[str, Any] | None) -> list[str]:
+    if not fusion:
+        return []
+    stages = fusion.get("first_stages") or ({"dense": fusion} if "weight_reranker" in fusion else {})
+    lines = ["", "## Mixing with the first stage (fusion.json)",
+             "Per query, z-scored `w * reranker + (1 - w) * first stage`, with `w` fitted for each first stage on "
+             "its own held-out dev lists; a first stage not listed gets the reranker alone.", "",
+             "| first stage | w | dev queries | nDCG@10 first stage | reranker alone | mix |", "|---|---|---|---|---|---|"]
+    for stage, fit in stages.items():
+        d = fit["dev_ndcg@10"]
+        lines.append(f"| {stage} | {fit['weight_reranker']} | {fit['dev_queries']} | {d['first_stage']:.4f} | "
+                     f"{d['reranker']:.4f} | {d['mix']:.4f} |")
+    return lines
+
+
+# source name (a training file's folder or stem, see winnow.train.data.source_name) -> (data, licence, cite)
+LICENCES: dict[str, tuple[str, str, str]] = {
+    "msmarco": ("MS MARCO passage ranking", "non-commercial research use", "Bajaj et al. 2016"),
+    "wikiqa": ("WikiQA", "research use (Microsoft Research Data License)", "Yang, Yih & Meek, EMNLP 2015"),
+    "squad_v1_train": ("SQuAD v1.1 train", "CC BY-SA 4.0", "Rajpurkar et al., EMNLP 2016"),
+    "medquad": ("MedQuAD", "CC BY 4.0", "Ben Abacha & Demner-Fushman, BMC Bioinformatics 2019"),
+    "nq_qed_train": ("Natural Questions (train) via QED", "CC BY-SA 3.0", "Kwiatkowski et al., TACL 2019; Lamm et al., TACL 2021"),
+    "selqa_ass": ("SelQA answer-sentence selection", "Apache 2.0", "Jurczyk, Zhai & Choi 2016"),
+    "mediqa2019_qa": ("MEDIQA 2019 QA", "research use (none stated)", "Ben Abacha, Shivade & Demner-Fushman, BioNLP 2019"),
+    "trecqa": ("TrecQA", "research use (none stated)", "Wang et al. 2007; Yao et al. 2013"),
+}
+
+
+def _data_source(path: str) -> str | None:
+    low = path.lower()
+    for key in sorted(LICENCES, key=len, reverse=True):
+        if key in low:
+            return key
+    return None
+
+
+def _licence_lines(info: Mapping[str, Any]) -> list[str]:
+    """One line per training source the card's data files name (a chain's earlier runs included)."""
+    paths = [f.get("path", "") for f in info.get("data_files") or []]
+    paths += [m.get("pairs", "") for m in info.get("mining") or []]
+    found = sorted({k for k in map(_data_source, paths) if k}, key=list(LICENCES).index)
+    if not found:
+        return ["Check the terms of the training data before any use."]
+    lines = ["| data | licence | cite |", "|---|---|---|"]
+    lines += [f"| {LICENCES[k][0]} | {LICENCES[k][1]} | {LICENCES[k][2]} |" for k in found]
+    if any("BY-SA" in LICENCES[k][1] for k in found):
+        lines += ["", "Parts of the training data are CC BY-SA: this model is shared under the same terms, with the "
+                  "attribution above."]
+    if any("research" in LICENCES[k][1] for k in found):
+        lines += ["", "Parts of the training data are for research use only: check those terms before any other use."]
+    return lines
 
 
 def evaluation_entry(report: Mapping[str, Any]) -> dict[str, Any]:

@@ -66,7 +66,7 @@ def cmd_mine(args) -> int:
         ce_margin=args.ce_margin,
         keep_ranking=not args.no_ranking,
     )
-    pairs = read_positives(args.pairs, fix=not args.no_fix_text, limit=args.limit)
+    pairs = read_positives(args.pairs, fix=not args.no_fix_text, limit=args.limit, sample=args.sample, seed=args.seed)
     corpus = []
     if args.pool:
         from winnow.corpus import read_documents
@@ -96,7 +96,7 @@ def cmd_mine(args) -> int:
 # -- train reranker --------------------------------------------------------------------------------
 def cmd_train_reranker(args) -> int:
     from winnow.train.card import file_digest
-    from winnow.train.data import read_training_file
+    from winnow.train.data import merge_by_query, read_training_file
     from winnow.train.trainer import TrainConfig, last_checkpoint, train_reranker
 
     config = TrainConfig(
@@ -119,6 +119,9 @@ def cmd_train_reranker(args) -> int:
         best_by=args.best_by,
         seed=args.seed,
         fit_fusion=not args.no_fusion,
+        precision=args.precision,
+        device=args.device,
+        length_buckets=not args.no_length_buckets,
     )
     if args.resume and last_checkpoint(args.output) is None:
         raise InvalidArgumentError(
@@ -126,10 +129,13 @@ def cmd_train_reranker(args) -> int:
         )
     files = [(Path(p), read_training_file(p)) for p in args.train]
     dev = _held_out(files[0][0], files[0][1], args.dev_queries, args.seed) if args.dev_queries else []
+    if args.dev_per_file:
+        dev += [e for p, examples in files if not p.name.endswith(".tsv") for e in _held_out(p, examples, args.dev_per_file, args.seed)]
     dev_files = [(Path(p), read_training_file(p)) for p in args.dev]
     dev += [e for _, examples in dev_files for e in examples]
+    dev = merge_by_query(dev)
     dev_qids = {e.qid for e in dev}
-    train = [e for _, examples in files for e in examples if e.qid not in dev_qids]
+    train = merge_by_query(e for _, examples in files for e in examples if e.qid not in dev_qids)
     if args.limit is not None:
         random.Random(args.seed).shuffle(train)
         train = train[: args.limit]
@@ -152,15 +158,30 @@ def cmd_train_reranker(args) -> int:
     }
     print(f"training on {len(train)} examples ({', '.join(f'{k} {v}' for k, v in used.items())}), "
           f"{len(dev)} dev queries; loss {config.loss}, output {args.output}", file=sys.stderr)
-    result = train_reranker(train, args.output, config, dev=dev, resume=args.resume, progress=not args.quiet, card=card)
+    result = train_reranker(
+        train, args.output, config, dev=dev, resume=args.resume, progress=not args.quiet, card=card,
+        fusion_stage=_mined_stage(files[0][0]),
+    )
     print(f"model: {result.model_dir} ({result.steps} steps, {result.seconds:.0f} s)")
     for k, v in sorted(result.dev_metrics.items()):
         print(f"  {k}: {v:.4f}")
-    if result.fusion:
-        d = result.fusion["dev_ndcg@10"]
-        print(f"  fused (weight {result.fusion['weight_reranker']}): nDCG@10 {d['mix']:.4f} "
+    for stage, fit in (result.fusion or {}).get("first_stages", {}).items():
+        d = fit["dev_ndcg@10"]
+        print(f"  {stage} mix (weight {fit['weight_reranker']}): nDCG@10 {d['mix']:.4f} "
               f"(first stage {d['first_stage']:.4f}, reranker {d['reranker']:.4f})")
     return 0
+
+
+def _mined_stage(path: Path):
+    """The first stage a mined file's rankings came from (its meta.json), dense where unknown."""
+    from winnow.types import FirstStage
+
+    meta = meta_path(path)
+    if meta.is_file():
+        method = json.loads(meta.read_text(encoding="utf-8")).get("config", {}).get("method")
+        if method in {s.value for s in FirstStage}:
+            return FirstStage(method)
+    return FirstStage.DENSE
 
 
 def _held_out(path, examples, n: int, seed: int):
@@ -189,21 +210,32 @@ def cmd_ship(args) -> int:
 def cmd_fit_fusion(args) -> int:
     from sentence_transformers import CrossEncoder
 
+    from winnow.rerank.mix import FILENAME, merge_fusion
     from winnow.train.card import write_card
-    from winnow.train.data import read_training_file, trained_model_folder, write_json
+    from winnow.train.data import merge_by_query, read_training_file, trained_model_folder, write_json
     from winnow.train.fusion_fit import fit_on_dev
+    from winnow.types import FirstStage
 
     model_dir = trained_model_folder(args.model)
-    dev = _held_out(args.dev, read_training_file(args.dev), args.dev_queries, args.seed)
+    stage = FirstStage(args.first_stage)
+    for p in args.dev:
+        mined = _mined_stage(Path(p)) if meta_path(p).is_file() else None
+        if mined is not None and mined is not stage:
+            raise InvalidArgumentError(f"--dev {p} holds {mined.value} lists; the {stage.value} mix is fitted on {stage.value} lists")
+    n = args.dev_per_file or args.dev_queries
+    dev = merge_by_query(e for p in args.dev for e in _held_out(p, read_training_file(p), n, args.seed))
     fit = fit_on_dev(CrossEncoder(str(model_dir), local_files_only=True), dev, depth=args.eval_depth)
     if fit is None:
-        raise InvalidArgumentError(f"{args.dev!r} holds no first-stage rankings to fit on (mine it without --no-ranking)")
-    fusion = {**fit.to_json(), "dev_file": str(args.dev), "dev_seed": args.seed}
-    write_json(model_dir / "fusion.json", fusion)
+        raise InvalidArgumentError(f"{args.dev!r} hold no first-stage rankings to fit on (mine them without --no-ranking)")
+    entry = {**fit.to_json(), "dev_files": [str(p) for p in args.dev], "dev_per_file": n, "dev_seed": args.seed}
+    path = model_dir / FILENAME
+    existing = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    fusion = merge_fusion(existing, stage, entry)
+    write_json(path, fusion)
     if (model_dir / "training.json").is_file():
         info = json.loads((model_dir / "training.json").read_text(encoding="utf-8"))
         write_card(model_dir, {**info, "fusion": fusion})
-    print(f"{model_dir / 'fusion.json'}: weight {fit.weight} on {fit.queries} dev queries; nDCG@10 first stage "
+    print(f"{path}: {stage.value} weight {fit.weight} on {fit.queries} dev queries; nDCG@10 first stage "
           f"{fit.first_stage:.4f}, reranker {fit.reranker:.4f}, mix {fit.best:.4f}")
     return 0
 
@@ -225,7 +257,8 @@ def register(subparsers) -> None:
         "query with the first stage, and sample negatives from ranks skip-top+1..max-rank that are not the "
         "positive and not too close to its score. Same inputs and seed give the same file.",
     )
-    s.add_argument("pairs", help='JSONL of {"query": ..., "positive": ...} (e.g. msmarco-dev-small-positives.jsonl)')
+    s.add_argument("pairs", help='JSONL (or .jsonl.gz) of {"query", "positive", "negatives"?} (e.g. '
+                   'msmarco-dev-small-positives.jsonl, squad_v1_train/train.jsonl.gz); given negatives join the pool')
     s.add_argument("--output", "-o", required=True, metavar="FILE", help="mined JSONL (a FILE.meta.json is written beside it)")
     s.add_argument("--pool", metavar="CORPUS", help="extra passages to mine from (BEIR folder, .jsonl, .csv, folder)")
     s.add_argument("--method", choices=["dense", "bm25", "hybrid"], default="dense")
@@ -242,6 +275,8 @@ def register(subparsers) -> None:
     s.add_argument("--no-ranking", action="store_true", help="do not store each query's first-stage ranking")
     s.add_argument("--no-fix-text", action="store_true", help="keep the text as is (default: repair mojibake with ftfy)")
     s.add_argument("--limit", type=int, default=None, help="only the first N pairs")
+    s.add_argument("--sample", type=int, default=None, metavar="N",
+                   help="a seeded random N of the pairs (sources are ordered by topic: better than --limit)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--cache", metavar="DIR", help="pool collections (default $WINNOW_CACHE_DIR/mining or ~/.cache/winnow/mining)")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -263,6 +298,9 @@ def register(subparsers) -> None:
                    help="more dev files, e.g. wikiqa/dev.tsv (added to the held-out queries)")
     r.add_argument("--dev-queries", type=int, default=200,
                    help="queries of the first --train file held out for dev (default 200; 0: none)")
+    r.add_argument("--dev-per-file", type=int, default=0, metavar="N",
+                   help="also hold out N queries of every mined --train file (seeded; the same query mined by "
+                   "several first stages is held out of all)")
     r.add_argument("--base", default="all-MiniLM-L6-v2", help="base model id or folder (default all-MiniLM-L6-v2)")
     r.add_argument("--loss", default="bce", choices=["bce", "lambda", "listnet", "ranknet", "mnrl", "cmnrl"])
     r.add_argument("--negatives", "-n", type=int, default=4, help="negatives per query used (default 4)")
@@ -283,6 +321,11 @@ def register(subparsers) -> None:
                    "dev-wikiqa_ndcg@10 (default: the last); --save-steps must be a multiple of --eval-steps")
     r.add_argument("--limit", type=int, default=None, help="train on N examples (seeded sample)")
     r.add_argument("--no-fusion", action="store_true", help="do not fit the mix with the first stage")
+    r.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="auto (default): bf16 autocast where the CPU (avx512_bf16/AMX) or GPU has it, else fp32")
+    r.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto (default): cuda when available")
+    r.add_argument("--no-length-buckets", action="store_true",
+                   help="random batches (default: rows of similar length batched together, less padding)")
     r.add_argument("--name", default="winnow reranker", help="title of the model card")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--resume", action="store_true", help="continue from the last checkpoint in <output>/checkpoints")
@@ -291,14 +334,19 @@ def register(subparsers) -> None:
 
     f = tsub.add_parser(
         "fit-fusion",
-        help="refit a trained reranker's mix with the first stage (fusion.json) on held-out mined queries",
-        description="Hold out the same queries training held out (same --dev-queries and --seed, from a mined file "
-        "of the first stage you will rerank), rerank their first-stage lists, and pick the z-score mixing weight "
-        "by nDCG@10; writes MODEL/fusion.json and updates the model card. Never point it at a test set.",
+        help="fit a trained reranker's mix with one first stage (fusion.json) on held-out mined queries",
+        description="Hold out the same queries training held out (same count and --seed, from mined files of the "
+        "first stage you will rerank), rerank their first-stage lists, and pick the z-score mixing weight by "
+        "nDCG@10; writes that stage's entry of MODEL/fusion.json (the other stages' are kept) and updates the "
+        "model card. Never point it at a test set.",
     )
     f.add_argument("model", help="trained model folder (<run>/model)")
-    f.add_argument("--dev", required=True, metavar="FILE", help="mined .jsonl whose held-out queries to fit on")
-    f.add_argument("--dev-queries", type=int, default=200, help="queries held out, as in training (default 200)")
+    f.add_argument("--dev", required=True, nargs="+", metavar="FILE",
+                   help="mined .jsonl files (all of --first-stage) whose held-out queries to fit on")
+    f.add_argument("--first-stage", choices=["dense", "bm25", "hybrid"], default="dense",
+                   help="the first stage these lists come from; its mix is fitted and written (default dense)")
+    f.add_argument("--dev-queries", type=int, default=200, help="queries held out of each file, as in training (default 200)")
+    f.add_argument("--dev-per-file", type=int, default=0, metavar="N", help="the same as --dev-queries (as train reranker names it)")
     f.add_argument("--eval-depth", type=int, default=30, help="first-stage candidates per query (default 30)")
     f.add_argument("--seed", type=int, default=0, help="the training run's seed (default 0)")
     f.set_defaults(func=cmd_fit_fusion)

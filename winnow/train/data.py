@@ -9,7 +9,11 @@ line::
      "negatives": [{"id", "text", "score", "rank"(, "ce_score")}, ...],
      "ranking": [[doc_id, first_stage_score], ...]}
 
-A plain pairs file (``{"query": ..., "positive": "..."}`` a line) reads as examples without negatives.
+A plain pairs file (``{"query": ..., "positive": "...", "negatives": ["...", ...]}`` a line, ``negatives``
+optional; the format of every source in ``shared/data/train/*/train.jsonl.gz``) reads as examples with the
+negatives the file gives. Query ids, where a file gives none, are ``<source>-q<line>``: the source is the
+file's folder for generic names (``squad_v1_train/train.jsonl.gz`` -> ``squad_v1_train``), else its stem,
+so ids never collide across files.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ class QueryPositive:
     qid: str
     query: str
     positive: str
+    negatives: tuple[str, ...] = ()  # negatives the source gives (same article, same disease...)
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,19 @@ def passage_id(text: str) -> str:
 
 
 # -- readers -------------------------------------------------------------------------------------
+_GENERIC_STEMS = frozenset({"train", "dev", "test", "validation", "graded", "data", "pairs"})
+
+
+def source_name(path: str | Path) -> str:
+    """The data source a file belongs to: its folder for generic file names (``medquad/train.jsonl.gz`` ->
+    ``medquad``), else the name before the first dot (``msmarco-dense.jsonl`` -> ``msmarco-dense``)."""
+    path = Path(path)
+    stem = path.name.split(".")[0]
+    if stem.lower() in _GENERIC_STEMS and path.parent.name:
+        return path.parent.name
+    return stem
+
+
 def _open_text(path: Path):
     if path.suffix == ".gz":
         import gzip
@@ -129,20 +148,35 @@ def _text(record: dict, key: str, path: Path, line: int) -> str:
     return value
 
 
-def read_positives(path: str | Path, *, fix: bool = True, limit: int | None = None) -> list[QueryPositive]:
-    """``{"query": ..., "positive": ...}`` a line (qid from ``qid``/``_id`` or ``q<line>``); ftfy-fixed by default."""
+def read_positives(
+    path: str | Path, *, fix: bool = True, limit: int | None = None, sample: int | None = None, seed: int = 0
+) -> list[QueryPositive]:
+    """``{"query": ..., "positive": ..., "negatives": [...]}`` a line (qid from ``qid``/``_id`` or
+    ``<source>-q<line>``); ftfy-fixed by default. ``limit`` keeps the first N lines, ``sample`` a seeded
+    random N of them (sources are ordered by article or topic, so the first N are few topics)."""
     path = Path(path)
+    source = source_name(path)
     out: list[QueryPositive] = []
     for line, record in _json_lines(path):
         query, positive = _text(record, "query", path, line), _text(record, "positive", path, line)
+        negatives = record.get("negatives") or []
+        if not isinstance(negatives, list) or not all(isinstance(n, str) for n in negatives):
+            raise CorpusError(str(path), line, f"'negatives' must be a list of strings, got {negatives!r:.80}")
         if fix:
-            query, positive = fix_text(query), fix_text(positive)
-        qid = str(record.get("qid", record.get("_id", f"q{line}")))
-        out.append(QueryPositive(qid, query.strip(), positive.strip()))
+            query, positive, negatives = fix_text(query), fix_text(positive), [fix_text(n) for n in negatives]
+        qid = str(record.get("qid", record.get("_id", f"{source}-q{line}")))
+        negs = tuple(dict.fromkeys(n.strip() for n in negatives if n.strip() and n.strip() != positive.strip()))
+        out.append(QueryPositive(qid, query.strip(), positive.strip(), negs, source))
         if limit is not None and len(out) >= limit:
             break
     if not out:
         raise CorpusError(str(path), None, "no pairs in file")
+    if sample is not None:
+        if sample < 1:
+            raise InvalidArgumentError(f"sample must be >= 1, got {sample}")
+        if sample < len(out):
+            keep = sorted(random.Random(seed).sample(range(len(out)), sample))
+            out = [out[i] for i in keep]
     return out
 
 
@@ -164,7 +198,7 @@ def read_mined(path: str | Path, *, source: str | None = None) -> list[TrainingE
     """A mined JSONL file (or a plain pairs file) -> examples; rankings get their texts from every passage
     the file names (ids whose text the file never gives are left out of the ranking)."""
     path = Path(path)
-    source = source or path.name.split(".")[0]
+    source = source or source_name(path)
     rows: list[tuple[TrainingExample, list]] = []
     texts: dict[str, str] = {}
     for line, record in _json_lines(path):
@@ -178,7 +212,7 @@ def read_mined(path: str | Path, *, source: str | None = None) -> list[TrainingE
         negs = tuple(_passage(n, path, line, "a negative") for n in negatives)
         for p in (positive, *negs):
             texts.setdefault(p.id, p.text)
-        qid = str(record.get("qid", f"q{line}"))
+        qid = str(record.get("qid", f"{source}-q{line}"))
         rows.append((TrainingExample(qid, query, (positive,), negs, source), record.get("ranking") or []))
     if not rows:
         raise CorpusError(str(path), None, "no examples in file")
@@ -235,6 +269,31 @@ def read_training_file(path: str | Path) -> list[TrainingExample]:
     raise InvalidArgumentError(
         f"training file {str(path)!r}: use a mined .jsonl (or .jsonl.gz) file or a WikiQA .tsv file"
     )
+
+
+def merge_by_query(examples: Iterable[TrainingExample]) -> list[TrainingExample]:
+    """One example per query id, in first-seen order: the same query mined by several first stages (one
+    file each) becomes one example whose negatives alternate between the files' (hardest first from each,
+    duplicates by text dropped), so a list loss sees dense and BM25 negatives together at no extra cost.
+    Positives are united; the first file's source and first-stage ranking are kept."""
+    merged: dict[str, list[TrainingExample]] = {}
+    for e in examples:
+        merged.setdefault(e.qid, []).append(e)
+    out = []
+    for group in merged.values():
+        head = group[0]
+        if len(group) == 1:
+            out.append(head)
+            continue
+        positives = tuple({p.text: p for e in group for p in e.positives}.values())
+        pos_texts = {p.text for p in positives}
+        negatives: dict[str, Passage] = {}
+        for i in range(max(len(e.negatives) for e in group)):
+            for e in group:
+                if i < len(e.negatives) and e.negatives[i].text not in pos_texts:
+                    negatives.setdefault(e.negatives[i].text, e.negatives[i])
+        out.append(TrainingExample(head.qid, head.query, positives, tuple(negatives.values()), head.source, head.ranking))
+    return out
 
 
 # -- splits --------------------------------------------------------------------------------------

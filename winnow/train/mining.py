@@ -92,8 +92,8 @@ class MiningReport:
 def build_pool(
     pairs: Sequence[QueryPositive], corpus: Sequence[Document] = ()
 ) -> tuple[list[Document], dict[str, str]]:
-    """The passage pool (``corpus`` plus every positive, deduplicated by exact text; the first id wins)
-    and each query's positive id."""
+    """The passage pool (``corpus``, every positive and every negative the pairs give, deduplicated by
+    exact text; the first id wins) and each query's positive id."""
     docs: list[Document] = []
     by_text: dict[str, str] = {}
     for d in corpus:
@@ -106,6 +106,11 @@ def build_pool(
             by_text[p.positive] = passage_id(p.positive)
             docs.append(Document(id=by_text[p.positive], text=p.positive))
         positive_ids[p.qid] = by_text[p.positive]
+    for p in pairs:
+        for text in p.negatives:
+            if text not in by_text:
+                by_text[text] = passage_id(text)
+                docs.append(Document(id=by_text[text], text=text))
     return docs, positive_ids
 
 
@@ -139,6 +144,12 @@ def mine_negatives(
     if len(docs) < 2:
         raise InvalidArgumentError(f"the passage pool has {len(docs)} passage(s); mining needs at least 2")
     texts = {d.id: d.text for d in docs}
+    ids = {d.text: d.id for d in docs}
+    # a query given on several lines (one per answer: SelQA, TrecQA, MEDIQA) has several positives: none
+    # of them may be another line's negative
+    answers: dict[str, set[str]] = {}
+    for p in pairs:
+        answers.setdefault(p.query, set()).add(positive_ids[p.qid])
     name = pool_collection_name(docs, config.model)
     with Collection.open_or_create(name, home=Path(home), model=config.model) as col:
         report = col.add(docs, upsert=True, progress=progress)
@@ -153,11 +164,16 @@ def mine_negatives(
         try:
             for batch in _batches(pairs, config.batch_size):
                 rankings = retriever.search_many([p.query for p in batch], config.max_rank)
-                pos_scores = exact.scores(batch, positive_ids) if exact is not None else None
+                wanted = [[positive_ids[p.qid], *(ids[t] for t in p.negatives)] for p in batch]
+                exact_scores = exact.scores([p.query for p in batch], wanted) if exact is not None else None
                 for i, (pair, ranking) in enumerate(zip(batch, rankings)):
                     hits = [Passage(h.doc_id, texts[h.doc_id], round(float(h.score), 6), h.rank) for h in ranking.hits]
-                    fallback = None if pos_scores is None else round(float(pos_scores[i]), 6)
-                    records.append(_mine_one(pair, positive_ids[pair.qid], texts, hits, fallback, ce, config, counters))
+                    known = {} if exact_scores is None else dict(zip(wanted[i], exact_scores[i]))
+                    given = [Passage(ids[t], t, known.get(ids[t])) for t in pair.negatives]
+                    records.append(
+                        _mine_one(pair, positive_ids[pair.qid], texts, hits, known.get(positive_ids[pair.qid]), given,
+                                  answers[pair.query], ce, config, counters)
+                    )
                 bar.update(len(batch))
         finally:
             bar.close()
@@ -178,7 +194,11 @@ def mine_negatives(
     return records, out
 
 
-def _mine_one(pair, pos_id, texts, hits, fallback_score, ce, config: MiningConfig, counters) -> dict:
+def _mine_one(pair, pos_id, texts, hits, fallback_score, given, answers, ce, config: MiningConfig, counters) -> dict:
+    """One query's record. ``given`` are the source's own negatives (exact dense scores where known): those
+    the ranking holds compete at their rank; the rest follow the ranked candidates, under the same margin
+    rule (the false-negative filter: SQuAD's given paragraph sometimes holds the answer too). ``answers``
+    are the ids of every positive of the same query text: never negatives."""
     pos_hit = next((h for h in hits if h.id == pos_id), None)
     if pos_hit is not None:
         counters["found"] += 1
@@ -186,12 +206,20 @@ def _mine_one(pair, pos_id, texts, hits, fallback_score, ce, config: MiningConfi
     positive = Passage(pos_id, texts[pos_id], pos_score, pos_hit.rank if pos_hit else None)
     candidates = []
     for h in hits:
-        if h.rank <= config.skip_top or h.id == pos_id or h.text == positive.text:
+        if h.rank <= config.skip_top or h.id == pos_id or h.id in answers or h.text == positive.text:
             continue
         if pos_score is not None and _too_close(h.score, pos_score, config):
             counters["skipped_margin"] += 1
             continue
         candidates.append(h)
+    ranked = {h.id for h in hits}
+    for g in given:
+        if g.id in ranked or g.id == pos_id or g.id in answers or g.text == positive.text:
+            continue
+        if pos_score is not None and g.score is not None and _too_close(round(float(g.score), 6), pos_score, config):
+            counters["skipped_margin"] += 1
+            continue
+        candidates.append(Passage(g.id, g.text, None if g.score is None else round(float(g.score), 6), None))
     ce_pos = None
     if ce is not None and candidates:
         scores = ce.score(pair.query, [positive.text] + [c.text for c in candidates])
@@ -207,7 +235,7 @@ def _mine_one(pair, pos_id, texts, hits, fallback_score, ce, config: MiningConfi
     if config.sampling == "top" or len(candidates) <= config.negatives:
         chosen = candidates[: config.negatives]
     else:
-        chosen = sorted(rng.sample(candidates, config.negatives), key=lambda c: c.rank)
+        chosen = sorted(rng.sample(candidates, config.negatives), key=lambda c: (c.rank is None, c.rank or 0))
     if len(chosen) < config.negatives:
         counters["short"] += 1
     counters["negatives"] += len(chosen)
@@ -238,7 +266,8 @@ def _passage_json(p: Passage, ce_score: float | None) -> dict:
 
 
 class _DenseScorer:
-    """Exact query-positive similarity (max over the positive's chunks), for positives ranked below max_rank."""
+    """Exact query-passage similarity (max over the passage's chunks), for positives ranked below max_rank
+    and for the negatives a source gives."""
 
     def __init__(self, col) -> None:
         self.col = col
@@ -249,13 +278,12 @@ class _DenseScorer:
             doc_id, _ = col.keymap[int(key)]
             self.rows.setdefault(doc_id, []).append(row)
 
-    def scores(self, batch: Sequence[QueryPositive], positive_ids: dict[str, str]) -> np.ndarray:
-        q = self.col.encoder.encode_queries([p.query for p in batch])
-        out = np.empty(len(batch), dtype=np.float32)
-        for i, p in enumerate(batch):
-            rows = self.rows[positive_ids[p.qid]]
-            out[i] = float(np.max(self.vectors[rows] @ q[i]))
-        return out
+    def scores(self, queries: Sequence[str], doc_ids: Sequence[Sequence[str]]) -> list[list[float]]:
+        """For each query, the similarity of each of its ``doc_ids`` (in that order)."""
+        q = self.col.encoder.encode_queries(list(queries))
+        return [
+            [float(np.max(self.vectors[self.rows[d]] @ q[i])) for d in ids] for i, ids in enumerate(doc_ids)
+        ]
 
 
 def _cross_encoder(config: MiningConfig):
