@@ -19,12 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from winnow.types import with_title
+
 DEPTH = 100
 TOP_K = 10
 
 
 def passage(doc: dict) -> str:
-    return f"{doc['title']} {doc['text']}" if doc.get("title") else doc["text"]
+    return with_title(doc.get("title") or "", doc["text"])
 
 
 class SeedNotebook:

@@ -241,7 +241,7 @@ def section_scaling(ctx: BenchContext) -> dict:
     run_worker("encode-queries", {"bi_encoder": ctx.bi_encoder, "queries": all_queries, "out": str(queries_npy)})
     n_base = int(np.load(base, mmap_mode="r").shape[0])
     rows = []
-    hnsw_rate = None  # seconds per (n log n) from the last HNSW build, to predict the next
+    hnsw_rate, prev_n = None, 0  # seconds per (n log n) from the last HNSW build, to predict the next
     for n in args.sizes:
         row: dict = {"n": n, "copies": -(-n // n_base)}
         exact_keys = ctx.work / f"exact-{n}.npy"

@@ -33,6 +33,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 
+from winnow.types import with_title  # noqa: E402
+
 SECTION = "speed"
 log = logging.getLogger("bench.speed")
 REPO = Path(__file__).resolve().parents[1]
@@ -57,28 +59,15 @@ class Plan:
 
 # -- data -------------------------------------------------------------------------------------------
 def read_beir(data: Path, docs: int):
-    ids, texts = [], []
-    with open(data / "corpus.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            d = json.loads(line)
-            ids.append(str(d["_id"]))
-            texts.append(f"{d['title']} {d['text']}" if d.get("title") else d["text"])
-            if len(ids) >= docs:
-                break
-    queries = {}
-    with open(data / "queries.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            q = json.loads(line)
-            queries[str(q["_id"])] = q["text"]
-    qrels: dict[str, dict[str, int]] = {}
-    with open(data / "qrels" / "test.tsv", encoding="utf-8") as fh:
-        for line in fh:
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) < 3 or not parts[-1].lstrip("-").isdigit():
-                continue  # header line
-            qrels.setdefault(parts[0], {})[parts[1]] = int(parts[-1])
-    judged = [q for q in queries if q in qrels]
-    return ids, texts, {q: queries[q] for q in judged}, qrels
+    """The first ``docs`` passages (title + text, as winnow's chunks read them), the judged queries and
+    their judgments, through winnow's own BEIR reader."""
+    from winnow.evaluate.dataset import load_beir
+
+    dataset = load_beir(data)
+    corpus = dataset.read_corpus()[:docs]
+    ids, texts = [d.id for d in corpus], [with_title(d.title, d.text) for d in corpus]
+    qrels = {q: dict(j) for q, j in dataset.qrels.items()}
+    return ids, texts, {q: dataset.queries[q] for q in dataset.judged}, qrels
 
 
 def ndcg10(run: dict[str, dict[str, float]], qrels) -> float:

@@ -11,6 +11,7 @@ import pytest
 
 from winnow.errors import InvalidArgumentError
 from winnow.models import export
+from winnow.models.fingerprint import model_fingerprint
 from winnow.models.resolve import resolve_model
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -111,16 +112,10 @@ def test_export_happens_once_and_is_read_back(encoders, export_cache):
     assert again.cached and again.path == first.path
     assert again.path.stat().st_mtime_ns == mtime  # not rewritten
     assert first.folder.parent == export_cache / "models-cache"
-    assert first.folder.name.startswith(export.content_hash(resolved.path))
+    assert first.folder.name.startswith(model_fingerprint(resolved.path))
     assert "-embed-onnx-int8-" in first.folder.name
     leftovers = [p for p in first.folder.parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []  # temp folders renamed into place or removed
-
-
-def test_content_hash_tells_models_apart(tiny_cross_encoder_path):
-    bundled = resolve_model(MODEL).path
-    assert export.content_hash(bundled) == export.content_hash(bundled)
-    assert export.content_hash(bundled) != export.content_hash(tiny_cross_encoder_path)
 
 
 # -- choosing backends and quantization -------------------------------------------------------------

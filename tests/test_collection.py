@@ -209,7 +209,7 @@ def test_a_hit_is_its_best_chunk(chunked, method):
     chunks = chunked.chunker.chunk(LONG)
     hit = chunked.search("striker hit the crossbar in extra time", method=method, top_k=1).hits[0]
     assert hit.doc_id == "long"
-    best = chunks[int(hit.chunk.split("#")[1])]
+    best = chunks[hit.chunk.index]
     assert hit.text == best.text == LONG.text[best.start : best.end]
     assert "crossbar" in hit.text and "telescope" not in hit.text
     assert hit.title == LONG.title
@@ -221,7 +221,7 @@ def test_dense_document_score_is_the_max_over_its_chunks(chunked, bi_encoder):
     per_chunk = bi_encoder.encode_documents([c.content for c in chunks]) @ bi_encoder.encode_query(query)
     hit = next(h for h in chunked.search(query, method="dense", top_k=4).hits if h.doc_id == "long")
     assert hit.score == pytest.approx(float(per_chunk.max()), abs=1e-4)
-    assert hit.chunk == f"long#{int(per_chunk.argmax())}"
+    assert str(hit.chunk) == f"long#{int(per_chunk.argmax())}"
 
 
 # -- life cycle, names, compatibility ------------------------------------------------------------------------

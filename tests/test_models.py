@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from winnow.errors import ModelNotFoundError
-from winnow.models.resolve import DEFAULT_BI_ENCODER, model_fingerprint, resolve_model
+from winnow.models.fingerprint import model_fingerprint
+from winnow.models.resolve import DEFAULT_BI_ENCODER, resolve_model
 
 from _seed import SEED_DOCS, SEED_QUERY, SEED_TOP5
 

@@ -10,7 +10,7 @@ from winnow.errors import InvalidArgumentError, ModelNotFoundError
 from winnow.rerank.cross_encoder import CrossEncoderReranker
 from winnow.rerank.maxsim import MaxSimReranker, maxsim
 from winnow.rerank.mix import ScoreMix
-from winnow.types import FirstStage, Hit
+from winnow.types import ChunkRef, FirstStage, Hit
 
 QUERY = "how do plants make food"
 PASSAGES = [
@@ -25,7 +25,7 @@ PASSAGES = [
 def candidates() -> list[Hit]:
     """A first stage's hits: ranks 1..5 with decreasing scores."""
     return [
-        Hit(doc_id=f"d{i}", score=10.0 - i, rank=i, text=t, chunk=f"d{i}#0")
+        Hit(doc_id=f"d{i}", score=10.0 - i, rank=i, text=t, chunk=ChunkRef(f"d{i}", 0))
         for i, t in enumerate(PASSAGES, start=1)
     ]
 

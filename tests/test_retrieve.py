@@ -15,11 +15,11 @@ from winnow.retrieve.fusion import (
     get_fusion,
     reciprocal_rank_fusion,
 )
-from winnow.types import Hit, Ranking
+from winnow.types import ChunkRef, Hit, Ranking
 
 
 def ranking(query: str, scored: list[tuple[str, float]], stage: str = "leg") -> Ranking:
-    hits = [Hit(doc_id=d, score=s, rank=i, chunk=f"{d}#0") for i, (d, s) in enumerate(scored, start=1)]
+    hits = [Hit(doc_id=d, score=s, rank=i, chunk=ChunkRef(d, 0)) for i, (d, s) in enumerate(scored, start=1)]
     return Ranking(query, hits, {stage: 1.0})
 
 
@@ -43,7 +43,7 @@ def test_rrf_k60_matches_hand_computed_scores():
         assert hit.score == pytest.approx(expected[hit.doc_id], abs=1e-12)
     assert fused.query == "q"
     assert dict(fused.timings_ms) == {"bm25": 1.0, "dense": 1.0}
-    assert fused.hits[0].chunk == "a#0"
+    assert str(fused.hits[0].chunk) == "a#0"
 
 
 def test_rrf_other_k_top_k_and_ties_broken_by_id():
@@ -130,7 +130,7 @@ def test_collapse_keeps_each_documents_best_chunk_and_skips_padding_and_unknown_
     keys = np.array([3, 7, -1, 99, 10, 11], dtype=np.int64)
     scores = np.array([0.9, 0.8, -np.inf, 0.7, 0.6, 0.5], dtype=np.float32)
     hits = collapse(keys, scores, KEYMAP, k=5)
-    assert [(h.doc_id, h.rank, h.chunk) for h in hits] == [("a", 1, "a#3"), ("b", 2, "b#0"), ("c", 3, "c#0")]
+    assert [(h.doc_id, h.rank, str(h.chunk)) for h in hits] == [("a", 1, "a#3"), ("b", 2, "b#0"), ("c", 3, "c#0")]
     assert hits[0].score == pytest.approx(0.9)
     assert len(collapse(keys, scores, KEYMAP, k=1)) == 1
 
@@ -150,7 +150,7 @@ def test_search_documents_reads_deeper_until_k_documents_are_found():
     )
     assert calls == [8, 12]  # k * 4 chunks were all doc "a": read deeper
     assert result.doc_ids == ["a", "b"]
-    assert result.hits[0].score == pytest.approx(0.99) and result.hits[0].chunk == "a#0"
+    assert result.hits[0].score == pytest.approx(0.99) and str(result.hits[0].chunk) == "a#0"
     assert "test" in result.timings_ms
 
 

@@ -73,22 +73,17 @@ def cmd_search(args) -> int:
     else:
         print(format_ranking(ranking, method=args.method, reranked=reranker is not None, top_k=args.top_k))
         if load_ms:
-            print(f"(loading the models took {load_ms:.0f} ms before that: once per process, not counted above)")
+            print(f"(loading the indexes and models took {load_ms:.0f} ms before that: once per process, not counted above)")
     return 0
 
 
 def _load_models(col, method: str, reranker) -> float:
-    """Load the models a search will use, so that its timings are the search's own; milliseconds taken
-    (0 when the search uses no model: BM25 alone)."""
-    if method == "bm25" and reranker is None:
-        return 0.0
+    """Load the indexes and models a search will use, so that its timings are the search's own;
+    milliseconds taken."""
     start = time.perf_counter()
-    if method != "bm25":
-        col.encoder.encode_query("load")
+    col.warm_up(method)
     if reranker is not None:
-        reranker.score("load", ["load"])
-        if reranker.cache is not None:
-            reranker.cache.clear()
+        reranker.warm_up()
     return round((time.perf_counter() - start) * 1000.0, 1)
 
 
@@ -96,21 +91,7 @@ def ranking_to_json(ranking) -> dict:
     return {
         "query": ranking.query,
         "timings_ms": {k: round(v, 3) for k, v in ranking.timings_ms.items()},
-        "hits": [
-            {
-                "rank": h.rank,
-                "doc_id": h.doc_id,
-                "score": h.score,
-                "first_stage_rank": h.first_stage_rank,
-                "first_stage_score": h.first_stage_score,
-                "rerank_score": h.rerank_score,
-                "chunk": h.chunk,
-                "title": h.title,
-                "text": h.text,
-                "metadata": dict(h.metadata),
-            }
-            for h in ranking.hits
-        ],
+        "hits": [h.to_json() for h in ranking.hits],
     }
 
 
@@ -261,7 +242,7 @@ def _extensions():
     """Subcommands living beside their code (eval, serve, train ...): each module registers its own."""
     import importlib
 
-    for module in ("winnow.evaluate.cli", "winnow.serve.cli", "winnow.train.cli"):
+    for module in ("winnow.evaluate.cli", "winnow.serve.cli", "winnow.train.cli", "winnow.models.cli"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

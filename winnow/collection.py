@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -37,7 +37,9 @@ from winnow.errors import (
     IncompatibleCollectionError,
     InvalidArgumentError,
 )
-from winnow.models.resolve import DEFAULT_BI_ENCODER, model_fingerprint, resolve_model
+from winnow.models.fingerprint import model_fingerprint
+from winnow.models.resolve import DEFAULT_BI_ENCODER, resolve_model
+from winnow.storage import fsync_dir, write_json_atomic
 from winnow.store import Store, document_hash
 from winnow.types import Document, Ranking
 
@@ -94,39 +96,24 @@ class WriteReport:
     seconds: float
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh, indent=2, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_tree(path: Path) -> None:
     for p in sorted(path.rglob("*")):
         if p.is_file():
             with open(p, "rb") as fh:
                 os.fsync(fh.fileno())
     for d in [path, *(p for p in path.rglob("*") if p.is_dir())]:
-        _fsync_dir(d)
+        fsync_dir(d)
 
 
 class Collection:
     """Open with :meth:`open` or :meth:`create`; write with :meth:`add` and :meth:`delete`; search with
     :meth:`search` or build stages with :meth:`retriever`."""
 
-    def __init__(self, path: Path, *, model: str | None = None) -> None:
+    def __init__(self, path: Path, *, model: str | None = None, encoder_for: Callable[[str], Any] | None = None) -> None:
+        """``encoder_for``: builds the bi-encoder from the collection's model name (a server passes one that
+        encodes through its batcher); default: winnow's :class:`~winnow.encode.bi_encoder.BiEncoder`."""
         self.path = Path(path)
+        self._encoder_for = encoder_for
         self.name = self.path.name
         manifest_path = self.path / MANIFEST
         if not manifest_path.is_file():
@@ -170,7 +157,7 @@ class Collection:
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=home))
         Store(tmp / "store.sqlite").close()
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        _write_json(
+        write_json_atomic(
             tmp / MANIFEST,
             {
                 "format_version": FORMAT_VERSION,
@@ -183,20 +170,24 @@ class Collection:
                 "created": now,
                 "updated": now,
             },
+            sort_keys=True,
         )
         os.rename(tmp, path)
-        _fsync_dir(home)
+        fsync_dir(home)
         log.info("created collection %s at %s", name, path)
         return cls(path)
 
     @classmethod
-    def open(cls, name: str, *, home: Path | str | None = None, model: str | None = None) -> "Collection":
+    def open(
+        cls, name: str, *, home: Path | str | None = None, model: str | None = None,
+        encoder_for: Callable[[str], Any] | None = None,
+    ) -> "Collection":
         home = Path(home) if home is not None else default_home()
         path = home / check_name(name)
         if not (path / MANIFEST).is_file():
             known = ", ".join(i.name for i in list_collections(home)) or "none"
             raise CollectionNotFoundError(f"no collection named {name!r} in {home} (collections there: {known})")
-        return cls(path, model=model)
+        return cls(path, model=model, encoder_for=encoder_for)
 
     @classmethod
     def open_or_create(cls, name: str, *, home: Path | str | None = None, model: str | None = None, **kw):
@@ -288,6 +279,8 @@ class Collection:
 
     @cached_property
     def encoder(self):
+        if self._encoder_for is not None:
+            return self._encoder_for(self.model_name)
         from winnow.encode.bi_encoder import BiEncoder
         from winnow.encode.cache import EmbeddingCache
 
@@ -350,7 +343,7 @@ class Collection:
                 counts={"documents": n_docs, "chunks": n_chunks},
                 updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             )
-            _write_json(self.path / MANIFEST, manifest)  # the commit point
+            write_json_atomic(self.path / MANIFEST, manifest, sort_keys=True)  # the commit point
             self.manifest = manifest
             self._forget_loaded()
             shutil.rmtree(self._gen_dir(gen), ignore_errors=True)
@@ -390,7 +383,7 @@ class Collection:
             )
         _fsync_tree(tmp)
         os.rename(tmp, self._gen_dir(gen))
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
 
     # -- reading -------------------------------------------------------------------------------
     def _load_flat(self, gen: int):
@@ -398,6 +391,39 @@ class Collection:
 
         path = self._gen_dir(gen) / "flat"
         return FlatIndex.load(path) if path.is_dir() else None
+
+    def load(self) -> "Collection":
+        """Load what searches read (chunk map, BM25, and the dense index ``dense_index="auto"`` uses) now,
+        while this generation's files are certainly there; returns the collection."""
+        self.keymap
+        self.bm25_index
+        self.hnsw_index if self._auto_uses_hnsw() else self.flat_index
+        return self
+
+    def warm_up(self, method: str = "hybrid") -> "Collection":
+        """:meth:`load`, and load the bi-encoder where ``method`` encodes queries (not for bm25)."""
+        self.load()
+        if method != "bm25":
+            self.encoder.encode_queries(["load the bi-encoder now"])
+        return self
+
+    def _auto_uses_hnsw(self) -> bool:
+        return len(self.keymap) >= EXACT_BELOW
+
+    def similarities(self, queries: Sequence[str], doc_ids: Sequence[Sequence[str]]) -> list[list[float]]:
+        """Exact dense similarity of each query with each of its documents (the best of the document's
+        chunks), whether or not a search would rank them: ``out[i][j]`` is query i with ``doc_ids[i][j]``."""
+        flat = self.flat_index
+        vectors = np.asarray(flat.vectors)
+        rows: dict[str, list[int]] = {}
+        for row, key in enumerate(np.asarray(flat.keys).tolist()):
+            doc_id, _ = self.keymap[int(key)]
+            rows.setdefault(doc_id, []).append(row)
+        unknown = sorted({d for ids in doc_ids for d in ids} - rows.keys())
+        if unknown:
+            raise InvalidArgumentError(f"{len(unknown)} document id(s) not in collection {self.name!r}: {unknown[:5]}")
+        q = self.encoder.encode_queries(list(queries))
+        return [[float(np.max(vectors[rows[d]] @ q[i])) for d in ids] for i, ids in enumerate(doc_ids)]
 
     def _forget_loaded(self) -> None:
         for attr in ("flat_index", "hnsw_index", "bm25_index", "keymap", "metadata_map"):
@@ -479,7 +505,7 @@ class Collection:
         allowed = self.matching_ids(filter) if filter is not None else None
         if method == "bm25":
             return BM25Retriever(_or_empty(self.bm25_index), self.keymap, n_docs=n_docs, allowed=allowed)
-        use_hnsw = dense_index == "hnsw" or (dense_index == "auto" and len(self.keymap) >= EXACT_BELOW)
+        use_hnsw = dense_index == "hnsw" or (dense_index == "auto" and self._auto_uses_hnsw())
         index = self.hnsw_index if use_hnsw else self.flat_index
         dense = DenseRetriever(self.encoder, _or_empty(index), self.keymap, n_docs=n_docs, allowed=allowed)
         if method == "dense":
@@ -501,8 +527,7 @@ class Collection:
                 continue
             text = doc.text
             if h.chunk is not None:
-                idx = int(h.chunk.rsplit("#", 1)[1])
-                s, e = spans.get((h.doc_id, idx), (0, len(doc.text)))
+                s, e = spans.get((h.doc_id, h.chunk.index), (0, len(doc.text)))
                 text = doc.text[s:e]
             hits.append(replace(h, text=text, title=doc.title, metadata=doc.metadata))
         return Ranking(ranking.query, tuple(hits), ranking.timings_ms)

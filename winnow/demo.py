@@ -1,4 +1,5 @@
-"""``make demo``: index the bundled demo corpus and show the first stage against the reranked list.
+"""``make demo``: index the bundled demo corpus and show the first stage against the reranked list
+(winnow's default reranker, which ships inside the package).
 
 Runs offline. Collections go to ``$WINNOW_HOME`` if set, else ``./demo-home`` (rebuilt each run).
 """
@@ -25,7 +26,8 @@ def main() -> int:
     configure_logging()
     from winnow.collection import Collection
     from winnow.corpus import read_documents
-    from winnow.rerank.maxsim import MaxSimReranker
+    from winnow.models.resolve import DEFAULT_RERANKER, SHIPPED_RERANKER
+    from winnow.rerank.cross_encoder import CrossEncoderReranker
 
     home = Path(os.environ.get("WINNOW_HOME") or "demo-home")
     if (home / "demo").exists():
@@ -37,7 +39,9 @@ def main() -> int:
     report = col.add(docs, progress=True)
     print(f"   {report.chunks_encoded} chunks encoded, BM25 + exact + HNSW indexes built in {time.perf_counter() - start:.1f} s\n")
 
-    reranker = MaxSimReranker(col.model_name)
+    name = DEFAULT_RERANKER or SHIPPED_RERANKER
+    reranker = CrossEncoderReranker(name)
+    print(f"== reranking with {name}" + (" (winnow's default reranker)" if name == DEFAULT_RERANKER else ""))
     for query in QUERIES:
         for method in ("bm25", "dense"):
             ranking = col.search(query, method=method, top_k=3)

@@ -19,6 +19,20 @@ def cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what ``platform`` says)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return platform.processor() or platform.machine()
+
+
 @contextlib.contextmanager
 def limit_blas_threads(n: int = 1) -> Iterator[None]:
     """Hold numpy's BLAS to ``n`` threads inside the block (no-op if threadpoolctl is missing)."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from winnow.types import Chunk, Document
+from winnow.types import Chunk, Document, with_title
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -113,7 +113,7 @@ class Store:
             {"gen": gen},
         )
         for key, title, text in rows:
-            yield key, (f"{title} {text}" if title else text)
+            yield key, with_title(title, text)
 
     # -- writing -------------------------------------------------------------------------------
     def write_generation(

@@ -16,6 +16,11 @@ def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(value or {}))
 
 
+def with_title(title: str, text: str) -> str:
+    """What the models read of a titled passage: title and text, as BEIR's dense baselines do."""
+    return f"{title} {text}" if title else text
+
+
 class FirstStage(str, Enum):
     """Where a reranker's candidates came from: a trained reranker's mix with the first stage's scores
     is fitted per first stage, since their scores differ in kind (cosine, BM25, reciprocal-rank fusion)."""
@@ -23,6 +28,12 @@ class FirstStage(str, Enum):
     DENSE = "dense"
     BM25 = "bm25"
     HYBRID = "hybrid"  # reciprocal-rank fusion of dense and BM25
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,17 @@ class Document:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metadata", _frozen_mapping(self.metadata))
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    """Which chunk of which document: shown (JSON, tables) as ``doc_id#index``."""
+
+    doc_id: str
+    index: int
+
+    def __str__(self) -> str:
+        return f"{self.doc_id}#{self.index}"
 
 
 @dataclass(frozen=True)
@@ -55,12 +77,12 @@ class Chunk:
 
     @property
     def id(self) -> str:
-        return f"{self.doc_id}#{self.index}"
+        return str(ChunkRef(self.doc_id, self.index))
 
     @property
     def content(self) -> str:
         """What the models read: title and text, as BEIR's dense baselines do."""
-        return f"{self.title} {self.text}" if self.title else self.text
+        return with_title(self.title, self.text)
 
 
 @dataclass(frozen=True)
@@ -68,8 +90,8 @@ class Hit:
     """One result of a search.
 
     ``score``/``rank`` are the final ones (1-based rank). ``first_stage_*`` say where the first stage had
-    this hit; after reranking ``rerank_score`` holds the reranker's own score. ``chunk`` is the chunk id that
-    scored best for this document (``doc#n``), or ``None`` where the stage ranks whole documents.
+    this hit; after reranking ``rerank_score`` holds the reranker's own score. ``chunk`` is the chunk that
+    scored best for this document (shown as ``doc#n``), or ``None`` where the stage ranks whole documents.
     """
 
     doc_id: str
@@ -77,7 +99,7 @@ class Hit:
     rank: int
     text: str = ""
     title: str = ""
-    chunk: str | None = None
+    chunk: ChunkRef | None = None
     first_stage_rank: int | None = None
     first_stage_score: float | None = None
     rerank_score: float | None = None
@@ -85,6 +107,21 @@ class Hit:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metadata", _frozen_mapping(self.metadata))
+
+    def to_json(self) -> dict[str, Any]:
+        """The hit as the CLI's ``--json`` and the server's search response give it."""
+        return {
+            "rank": self.rank,
+            "doc_id": self.doc_id,
+            "score": self.score,
+            "first_stage_rank": self.first_stage_rank,
+            "first_stage_score": self.first_stage_score,
+            "rerank_score": self.rerank_score,
+            "chunk": None if self.chunk is None else str(self.chunk),
+            "title": self.title,
+            "text": self.text,
+            "metadata": dict(self.metadata),
+        }
 
     @property
     def movement(self) -> int | None:

@@ -25,7 +25,7 @@ import numpy as np
 
 from winnow.encode.batching import DEFAULT_MAX_TOKENS, token_budget_batches
 from winnow.errors import InvalidArgumentError
-from winnow.models.export import check_backend, resolve_backend
+from winnow.models.export import Backend, check_backend, resolve_backend
 from winnow.models.resolve import DEFAULT_BI_ENCODER, ResolvedModel, resolve_model
 from winnow.runtime import limit_blas_threads
 
@@ -64,21 +64,21 @@ class BiEncoder:
 
     # -- backend ---------------------------------------------------------------------------------
     @cached_property
-    def backend(self) -> str:
+    def backend(self) -> Backend:
         """The backend in use: ``torch``, ``onnx`` or ``onnx-int8`` (``auto`` resolved)."""
         chosen = resolve_backend(self.requested_backend)
-        if chosen != "torch" and self.device != "cpu":
-            if self.requested_backend != "auto":
+        if chosen is not Backend.TORCH and self.device != "cpu":
+            if self.requested_backend is not Backend.AUTO:
                 raise InvalidArgumentError(f"backend {chosen!r} runs on the CPU only; device {self.device!r} needs torch")
-            return "torch"
-        if chosen != "torch":
+            return Backend.TORCH
+        if chosen is not Backend.TORCH:
             try:
                 self._layout  # noqa: B018 - a model ONNX can't reproduce falls back (auto) or fails (explicit)
             except InvalidArgumentError:
-                if self.requested_backend != "auto":
+                if self.requested_backend is not Backend.AUTO:
                     raise
                 log.info("model %s needs the torch backend", self.name)
-                return "torch"
+                return Backend.TORCH
         return chosen
 
     @cached_property
@@ -121,7 +121,7 @@ class BiEncoder:
 
     @property
     def dim(self) -> int:
-        if self.backend == "torch":
+        if self.backend is Backend.TORCH:
             model = self._model
             getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
             return int(getter())
@@ -130,17 +130,17 @@ class BiEncoder:
 
     @property
     def max_seq_length(self) -> int:
-        if self.backend == "torch":
+        if self.backend is Backend.TORCH:
             return int(self._model.max_seq_length)
         return self._layout.max_seq_length
 
     @cached_property
     def cache_space(self) -> str:
         """What besides the text decides a vector: model content, backend, length, document prompt."""
-        from winnow.models.export import content_hash
+        from winnow.models.fingerprint import model_fingerprint
 
         prompt = self._prompt("document") or ""
-        return f"{content_hash(self.resolved.path)}:{self.backend}:{self.max_seq_length}:{prompt}"
+        return f"{model_fingerprint(self.resolved.path)}:{self.backend}:{self.max_seq_length}:{prompt}"
 
     # -- encoding --------------------------------------------------------------------------------
     def encode_query(self, query: str) -> np.ndarray:
@@ -170,7 +170,7 @@ class BiEncoder:
         texts = list(texts)
         if not texts:
             return []
-        if self.backend == "torch":
+        if self.backend is Backend.TORCH:
             with limit_blas_threads():
                 outputs = self._model.encode(
                     texts, batch_size=self.batch_size, output_value="token_embeddings", show_progress_bar=False
@@ -189,14 +189,14 @@ class BiEncoder:
         return out  # type: ignore[return-value]
 
     def _prompt(self, prompt_name: str) -> str | None:
-        if self.backend == "torch":
+        if self.backend is Backend.TORCH:
             return (self._model.prompts or {}).get(prompt_name) or None
         return self._layout.prompts.get(prompt_name) or None
 
     def _encode(self, texts: list[str], *, prompt_name: str, progress: bool) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if self.backend == "torch":
+        if self.backend is Backend.TORCH:
             return self._encode_torch(texts, prompt_name=prompt_name, progress=progress)
         from winnow.encode.onnx import normalize_rows, pool
 

@@ -11,27 +11,17 @@ import os
 import platform
 import re
 from pathlib import Path
-from typing import Callable
 
 from winnow.evaluate.runner import EvalReport, MethodResult
+from winnow.storage import replacing, write_text_atomic
 
 log = logging.getLogger(__name__)
 
 RUNS_DIR = "runs"
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_text_atomic(path, text)
 
 
 def run_file_name(method: str) -> str:
@@ -235,7 +225,8 @@ def write_plot(report: EvalReport, path: Path, metric: str | None = None) -> Pat
     ax.set_title(f"{report.dataset}: {metric} against latency ({report.judged} queries)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    _atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png"))
+    with replacing(path) as tmp:
+        fig.savefig(tmp, format="png")
     return Path(path)
 
 

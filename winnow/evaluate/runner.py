@@ -17,7 +17,6 @@ import fcntl
 import hashlib
 import json
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from winnow.errors import InvalidArgumentError, ModelNotFoundError, WinnowError
 from winnow.evaluate.dataset import BeirDataset
 from winnow.evaluate.metrics import DEFAULT_METRICS, evaluate_run, parse_metrics
 from winnow.evaluate.significance import PairedTest, paired_test
+from winnow.storage import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +120,6 @@ def _build_lock(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def open_corpus_cache(
     dataset: BeirDataset,
     *,
@@ -166,7 +160,7 @@ def open_corpus_cache(
                 "encode_seconds": meta.get("encode_seconds") if cached else report.seconds,
                 "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
-            _write_json(meta_path, meta)
+            write_json_atomic(meta_path, meta, sort_keys=True)
     info = col.info()
     return col, CorpusCache(
         name=name,
@@ -363,12 +357,7 @@ def _make_reranker(model: str | None, methods: list[str], max_length: int | None
             model = default_reranker()
         except ModelNotFoundError as exc:
             raise InvalidArgumentError(f"method(s) {', '.join(methods)} need a reranker: pass --rerank MODEL; {exc}") from exc
-    import inspect
-
     from winnow.rerank.cross_encoder import CrossEncoderReranker
 
-    options = inspect.signature(CrossEncoderReranker).parameters
-    kwargs = {"cache": False} if "cache" in options else {}  # every query scored afresh: honest latencies
-    if backend is not None and "backend" in options:
-        kwargs["backend"] = backend
-    return CrossEncoderReranker(model, max_length=max_length, **kwargs)
+    # every query scored afresh (no score cache): honest latencies
+    return CrossEncoderReranker(model, max_length=max_length, cache=False, backend=backend or "auto")

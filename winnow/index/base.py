@@ -9,16 +9,15 @@ into place with ``os.replace``; the manifest is written last.
 from __future__ import annotations
 
 import json
-import os
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, ClassVar, Iterator
+from typing import Any, ClassVar
 
 import numpy as np
 
 from winnow.errors import InvalidArgumentError, WinnowError
+from winnow.storage import atomic_write_bytes
 
 MANIFEST = "index.json"
 
@@ -121,26 +120,6 @@ def empty_result(n_queries: int, k: int) -> SearchResult:
 
 
 # --- files -----------------------------------------------------------------------------------
-
-
-@contextmanager
-def replacing(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; when the block succeeds, rename it onto ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_bytes(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Call ``write(file)`` on a temporary file next to ``path``, then rename it into place."""
-    with replacing(path) as tmp, open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def save_array(path: Path, array: np.ndarray) -> None:

@@ -25,10 +25,10 @@ from winnow.index.base import (
     check_unique,
     empty_result,
     load_array,
-    replacing,
     save_array,
     write_manifest,
 )
+from winnow.storage import replacing
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,6 @@ export. Cache root: ``$WINNOW_CACHE_DIR``, else ``$WINNOW_HOME``, else ``$XDG_CA
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -26,16 +25,38 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
+from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 
 from winnow.errors import InvalidArgumentError, MissingDependencyError
+from winnow.models.fingerprint import model_fingerprint
 from winnow.models.resolve import ResolvedModel
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
-BACKEND_CHOICES = ("auto", *BACKENDS)
+class Backend(str, Enum):
+    """How a model runs: ``auto`` (resolved per machine, see :func:`resolve_backend`), torch, ONNX Runtime
+    fp32, or ONNX Runtime with int8 (dynamically quantized) weights."""
+
+    AUTO = "auto"
+    TORCH = "torch"
+    ONNX = "onnx"
+    ONNX_INT8 = "onnx-int8"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __repr__(self) -> str:  # messages show the value a user types: backend 'onnx-int8'
+        return repr(self.value)
+
+    @property
+    def is_onnx(self) -> bool:
+        return self in (Backend.ONNX, Backend.ONNX_INT8)
+
+
+BACKENDS = tuple(b.value for b in Backend if b is not Backend.AUTO)
+BACKEND_CHOICES = tuple(b.value for b in Backend)
 TASKS = ("embed", "score")  # embed: last hidden state of a bi-encoder; score: a cross-encoder's logits
 EXPORT_VERSION = 1
 PREBUILT_MANIFEST = "winnow-onnx.json"  # in an ONNX-only model folder; see prebuilt_model()
@@ -74,7 +95,7 @@ class ExportedModel:
     path: Path  # the .onnx file
     folder: Path
     task: str
-    backend: str
+    backend: Backend
     quantization: str | None
     cached: bool
 
@@ -116,26 +137,29 @@ def onnxruntime_available() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
-def check_backend(backend: str) -> str:
-    if backend not in BACKEND_CHOICES:
-        raise InvalidArgumentError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKEND_CHOICES)}")
-    return backend
+def check_backend(backend: str | Backend) -> Backend:
+    """``backend`` as a :class:`Backend`, or a typed error naming the choices."""
+    try:
+        return Backend(backend)
+    except ValueError:
+        raise InvalidArgumentError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKEND_CHOICES)}") from None
 
 
-def default_backend() -> str:
+def default_backend() -> Backend:
     """``auto`` resolved for this machine: ONNX fp32 where ONNX Runtime is installed, else torch.
 
     Never int8 by default: dense nDCG@10 with int8 vectors measured -0.003 on msmarco but -0.010 on
     dbpedia (docs/performance.md), outside the 0.005 a default may cost. ``onnx-int8`` is one flag away.
     """
-    return "onnx" if onnxruntime_available() else "torch"
+    return Backend.ONNX if onnxruntime_available() else Backend.TORCH
 
 
-def resolve_backend(backend: str) -> str:
-    check_backend(backend)
-    if backend == "auto":
+def resolve_backend(backend: str | Backend) -> Backend:
+    """``backend`` with ``auto`` resolved for this machine; a typed error where ONNX Runtime is missing."""
+    backend = check_backend(backend)
+    if backend is Backend.AUTO:
         return default_backend()
-    if backend != "torch" and not onnxruntime_available():
+    if backend.is_onnx and not onnxruntime_available():
         raise MissingDependencyError(
             f"backend {backend!r} needs onnxruntime: pip install 'winnow[onnx]' (or use backend='torch')"
         )
@@ -150,45 +174,14 @@ def cache_root() -> Path:
     return Path(base) / "winnow"
 
 
-def content_hash(folder: Path) -> str:
-    """sha256 over every file of a model folder (names and full contents; exports and dotfiles skipped)."""
-    return _content_hash(str(folder), _folder_stamp(folder))
-
-
-def _model_files(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-        and not p.relative_to(folder).as_posix().startswith(("onnx/", "openvino/"))
-        and p.suffix != ".onnx"
-    )
-
-
-def _folder_stamp(folder: Path) -> tuple:
-    return tuple((p.as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in _model_files(folder))
-
-
-@lru_cache(maxsize=32)
-def _content_hash(folder: str, stamp: tuple) -> str:  # stamp: recompute when any file changes
-    root = Path(folder)
-    digest = hashlib.sha256()
-    for file in _model_files(root):
-        digest.update(file.relative_to(root).as_posix().encode() + b"\0")
-        with file.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()[:20]
-
-
-def export_dir(resolved: ResolvedModel, task: str, backend: str) -> Path:
+def export_dir(resolved: ResolvedModel, task: str, backend: str | Backend) -> Path:
     if task not in TASKS:
         raise InvalidArgumentError(f"unknown export task {task!r}; choose one of: {', '.join(TASKS)}")
-    if backend not in ("onnx", "onnx-int8"):
+    backend = check_backend(backend)
+    if not backend.is_onnx:
         raise InvalidArgumentError(f"backend {backend!r} has no export; exported backends: onnx, onnx-int8")
-    key = f"{content_hash(resolved.path)}-{task}-{backend}"
-    if backend == "onnx-int8":
+    key = f"{model_fingerprint(resolved.path)}-{task}-{backend}"
+    if backend is Backend.ONNX_INT8:
         q = quantization_config()
         key += f"-{q.name}-{'-'.join(op.lower() for op in q.operators) or 'all'}"
     return cache_root() / "models-cache" / key
@@ -208,7 +201,7 @@ def prebuilt_model(folder: Path) -> ExportedModel | None:
                 "this winnow cannot read it"
             )
         model = Path(folder) / meta["file"]
-        result = ExportedModel(model, Path(folder), meta["task"], meta["backend"], meta.get("quantization"), True)
+        result = ExportedModel(model, Path(folder), meta["task"], check_backend(meta["backend"]), meta.get("quantization"), True)
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidArgumentError(f"{manifest} is not a valid ONNX model manifest ({exc})") from exc
     if not model.is_file():
@@ -216,9 +209,10 @@ def prebuilt_model(folder: Path) -> ExportedModel | None:
     return result
 
 
-def exported_model(resolved: ResolvedModel, task: str, backend: str) -> ExportedModel:
+def exported_model(resolved: ResolvedModel, task: str, backend: str | Backend) -> ExportedModel:
     """The ONNX model for ``resolved`` (exported once, then read from the cache; an ONNX-only folder's
     own file as it is)."""
+    backend = check_backend(backend)
     prebuilt = prebuilt_model(resolved.path)
     if prebuilt is not None:
         if (prebuilt.task, prebuilt.backend) != (task, backend):
@@ -228,7 +222,7 @@ def exported_model(resolved: ResolvedModel, task: str, backend: str) -> Exported
             )
         return prebuilt
     folder = export_dir(resolved, task, backend)
-    quant = quantization_config().name if backend == "onnx-int8" else None
+    quant = quantization_config().name if backend is Backend.ONNX_INT8 else None
     model_file = folder / "model.onnx"
     if model_file.is_file() and (folder / "meta.json").is_file():
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
@@ -260,7 +254,7 @@ def exported_model(resolved: ResolvedModel, task: str, backend: str) -> Exported
 
 
 # -- building ----------------------------------------------------------------------------------------
-def _build(resolved: ResolvedModel, task: str, backend: str, out: Path) -> dict:
+def _build(resolved: ResolvedModel, task: str, backend: Backend, out: Path) -> dict:
     try:
         import onnx  # noqa: F401  (torch's exporter needs it)
         import onnxruntime
@@ -268,13 +262,13 @@ def _build(resolved: ResolvedModel, task: str, backend: str, out: Path) -> dict:
         raise MissingDependencyError(
             f"exporting to ONNX needs onnx and onnxruntime ({exc.name} is missing): pip install 'winnow[onnx]'"
         ) from None
-    if backend == "onnx-int8":  # quantize the (cached) fp32 export: no second torch export or fusion pass
+    if backend is Backend.ONNX_INT8:  # quantize the (cached) fp32 export: no second torch export or fusion pass
         base = exported_model(resolved, task, "onnx")
         meta = json.loads((base.folder / "meta.json").read_text(encoding="utf-8"))
         q = quantization_config()
         quantize(base.path, out / "model.onnx", q)
         meta.pop("max_abs_diff_vs_torch", None)
-        meta.update(backend=backend, quantized_from=base.folder.name, quantization=_describe(q))
+        meta.update(backend=backend.value, quantized_from=base.folder.name, quantization=_describe(q))
         return meta
     model = _load_torch(resolved, task)
     config = model.config
@@ -290,7 +284,7 @@ def _build(resolved: ResolvedModel, task: str, backend: str, out: Path) -> dict:
     return {
         "model": resolved.name,
         "task": task,
-        "backend": backend,
+        "backend": backend.value,
         "inputs": names,
         "output": output,
         "fusions": fusions or {},

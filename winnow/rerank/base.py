@@ -11,7 +11,7 @@ import numpy as np
 
 from winnow.errors import InvalidArgumentError
 from winnow.rerank.mix import MixTable
-from winnow.types import FirstStage, Hit, Ranking
+from winnow.types import FirstStage, Hit, Ranking, with_title
 
 
 class Reranker(ABC):
@@ -76,4 +76,4 @@ def _first(value, fallback):
 
 
 def _passage(hit: Hit) -> str:
-    return f"{hit.title} {hit.text}" if hit.title else hit.text
+    return with_title(hit.title, hit.text)

@@ -20,7 +20,7 @@ import numpy as np
 
 from winnow.encode.batching import DEFAULT_MAX_TOKENS, token_budget_batches
 from winnow.errors import InvalidArgumentError
-from winnow.models.export import check_backend, prebuilt_model, resolve_backend
+from winnow.models.export import Backend, check_backend, prebuilt_model, resolve_backend
 from winnow.models.resolve import ResolvedModel, resolve_model
 from winnow.rerank.base import Reranker
 from winnow.rerank.cache import ScoreCache
@@ -86,11 +86,11 @@ class CrossEncoderReranker(Reranker):
 
     # -- backend ---------------------------------------------------------------------------------
     @cached_property
-    def backend(self) -> str:
+    def backend(self) -> Backend:
         """The backend in use: ``torch``, ``onnx`` or ``onnx-int8`` (``auto`` resolved)."""
         prebuilt = prebuilt_model(self.resolved.path)
         if prebuilt is not None:  # an ONNX-only folder (winnow's shipped reranker) runs as it was built
-            if self.requested_backend not in ("auto", prebuilt.backend):
+            if self.requested_backend not in (Backend.AUTO, prebuilt.backend):
                 raise InvalidArgumentError(
                     f"model {self.name!r} ships as {prebuilt.backend} ONNX only; backend {self.requested_backend!r} "
                     f"is not available for it: use 'auto' or {prebuilt.backend!r}"
@@ -99,20 +99,20 @@ class CrossEncoderReranker(Reranker):
                 raise InvalidArgumentError(f"model {self.name!r} ships as ONNX for the CPU; device {self.device!r} needs torch weights")
             return resolve_backend(prebuilt.backend)
         chosen = resolve_backend(self.requested_backend)
-        if chosen == "torch":
+        if chosen is Backend.TORCH:
             return chosen
         from winnow.encode.onnx import tokenizer_file
 
         if self.device != "cpu":
-            if self.requested_backend != "auto":
+            if self.requested_backend is not Backend.AUTO:
                 raise InvalidArgumentError(f"backend {chosen!r} runs on the CPU only; device {self.device!r} needs torch")
-            return "torch"
+            return Backend.TORCH
         try:
             tokenizer_file(self.resolved.path)
         except InvalidArgumentError:
-            if self.requested_backend != "auto":
+            if self.requested_backend is not Backend.AUTO:
                 raise
-            return "torch"
+            return Backend.TORCH
         return chosen
 
     @cached_property
@@ -153,7 +153,7 @@ class CrossEncoderReranker(Reranker):
         """Tokens per pair: the given ``max_length``, else the model's."""
         if self._max_length is not None:
             return int(self._max_length)
-        if self.backend == "torch":
+        if self.backend is Backend.TORCH:
             model = self._model  # sentence-transformers >= 5 renamed CrossEncoder.max_length (now deprecated)
             value = model.max_seq_length if hasattr(type(model), "max_seq_length") else model.max_length
             if value:
@@ -165,9 +165,14 @@ class CrossEncoderReranker(Reranker):
     @cached_property
     def cache_id(self) -> str:
         """The model part of a score-cache key: name, weights fingerprint and backend."""
-        from winnow.models.resolve import model_fingerprint
+        from winnow.models.fingerprint import model_fingerprint
 
         return f"{self.name}|{model_fingerprint(self.resolved.path)}|{self.backend}"
+
+    def warm_up(self) -> "CrossEncoderReranker":
+        """Load the model now (not on the first query), without leaving anything in the score cache."""
+        self.model_logits([("warm up", "load the model now")])
+        return self
 
     # -- scoring ---------------------------------------------------------------------------------
     def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
@@ -212,7 +217,7 @@ class CrossEncoderReranker(Reranker):
     def _logits(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         """Raw first-logit scores of ``pairs``, in order, through the chosen backend."""
         out = np.empty(len(pairs), dtype=np.float32)
-        if self.backend != "torch":
+        if self.backend is not Backend.TORCH:
 
             def consume(positions, logits, _mask):
                 out[positions] = logits.reshape(len(positions), -1)[:, 0]

@@ -14,7 +14,7 @@ from typing import AbstractSet, Callable, Mapping, Sequence
 import numpy as np
 
 from winnow.errors import InvalidArgumentError
-from winnow.types import FirstStage, Hit, Ranking
+from winnow.types import ChunkRef, FirstStage, Hit, Ranking
 
 # key -> (document id, chunk index)
 KeyMap = Mapping[int, tuple[str, int]]
@@ -90,7 +90,7 @@ def collapse(
             break
     found.sort(key=lambda f: (-f[1], f[0]))
     return tuple(
-        Hit(doc_id=doc_id, score=score, rank=rank, chunk=f"{doc_id}#{index}")
+        Hit(doc_id=doc_id, score=score, rank=rank, chunk=ChunkRef(doc_id, index))
         for rank, (doc_id, score, index) in enumerate(found, start=1)
     )
 

@@ -121,17 +121,7 @@ def create_app(settings: ServeSettings):
         return Response(metrics.render(registry.cache_lines()), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     # -- collections -------------------------------------------------------------------------------------
-    def stats(info) -> S.CollectionStats:
-        return S.CollectionStats(
-            name=info.name,
-            model=info.model,
-            documents=info.documents,
-            chunks=info.chunks,
-            generation=info.generation,
-            window=info.window,
-            overlap=info.overlap,
-            updated=info.updated,
-        )
+    stats = S.collection_stats
 
     @api.get("/collections", response_model=S.CollectionList, tags=["collections"])
     def list_collections() -> S.CollectionList:
@@ -218,21 +208,7 @@ def create_app(settings: ServeSettings):
             query=ranking.query,
             method=req.method,
             reranker=reranker.name if reranker is not None else None,
-            hits=[
-                S.SearchHit(
-                    rank=h.rank,
-                    doc_id=h.doc_id,
-                    score=h.score,
-                    first_stage_rank=h.first_stage_rank,
-                    first_stage_score=h.first_stage_score,
-                    rerank_score=h.rerank_score,
-                    chunk=h.chunk,
-                    title=h.title,
-                    text=h.text,
-                    metadata=dict(h.metadata),
-                )
-                for h in ranking.hits
-            ],
+            hits=[S.SearchHit(**h.to_json()) for h in ranking.hits],
             timings_ms=timings,
         )
 

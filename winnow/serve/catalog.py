@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from winnow.collection import (
-    EXACT_BELOW,
     MANIFEST,
     Collection,
     CollectionInfo,
@@ -57,8 +56,9 @@ class CollectionHandle:
         with self.write_lock:
             self._check_alive()
             if self._writer is None:
-                self._writer = Collection.open(self.name, home=self.home)
-                self._writer.encoder = self.registry.encoder(self._writer.model_name, bulk=True)
+                self._writer = Collection.open(
+                    self.name, home=self.home, encoder_for=lambda model: self.registry.encoder(model, bulk=True)
+                )
             try:
                 result = op(self._writer)
             except (InvalidArgumentError, CollectionExistsError):  # refused before writing anything
@@ -86,13 +86,8 @@ class CollectionHandle:
             raise CollectionNotFoundError(f"collection {self.name!r} was deleted")
 
     def _open_reader(self) -> Collection:
-        col = Collection.open(self.name, home=self.home)
-        col.encoder = ServedQueryEncoder(self.registry, col.model_name)
-        # load what searches need now, while this generation's files are certainly there
-        col.keymap
-        col.bm25_index
-        col.hnsw_index if len(col.keymap) >= EXACT_BELOW else col.flat_index
-        return col
+        col = Collection.open(self.name, home=self.home, encoder_for=lambda model: ServedQueryEncoder(self.registry, model))
+        return col.load()  # what searches need, now, while this generation's files are certainly there
 
 
 class CollectionCatalog:

@@ -119,7 +119,7 @@ class ModelRegistry:
                     threads=self.settings.model_threads,
                     logits_fn=(lambda pairs, name=name: self._batched_logits(name, pairs)) if batched else None,
                 )
-                model.model_logits([("warm up", "load the weights now, under the lock")])
+                model.warm_up()  # load the weights now, under the lock
                 self._rerankers[name] = model
             return self._rerankers[name]
 

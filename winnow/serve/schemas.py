@@ -8,11 +8,12 @@ Rerank follows the shape Cohere, Jina, TEI and Infinity share (``model``, ``quer
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from dataclasses import asdict, fields
+from typing import Annotated, Any, Literal, get_type_hints
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, create_model, field_validator
 
-from winnow.collection import NAME_RE
+from winnow.collection import NAME_RE, CollectionInfo
 from winnow.errors import InvalidArgumentError
 from winnow.retrieve.filters import check_filter
 
@@ -85,15 +86,16 @@ class CreateCollectionRequest(Body):
     overlap: Int = Field(32, ge=0, le=8191, description="chunk overlap in tokens (less than window)")
 
 
-class CollectionStats(BaseModel):
-    name: str
-    model: str
-    documents: int
-    chunks: int
-    generation: int
-    window: int
-    overlap: int
-    updated: str
+# A collection's public facts: winnow.collection.CollectionInfo, field for field, less its filesystem path
+# (a server does not tell clients where its files are).
+CollectionStats = create_model(
+    "CollectionStats",
+    **{f.name: (get_type_hints(CollectionInfo)[f.name], ...) for f in fields(CollectionInfo) if f.name != "path"},
+)
+
+
+def collection_stats(info: CollectionInfo) -> BaseModel:
+    return CollectionStats(**{k: v for k, v in asdict(info).items() if k != "path"})
 
 
 class CollectionList(BaseModel):

@@ -8,27 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 from pathlib import Path
 from typing import Any, Mapping
 
-from winnow.train.data import write_json
+from winnow.storage import write_json_atomic, write_text_atomic
 
 
 def describe_hardware() -> dict[str, Any]:
     """CPU model and cores this process may use; GPU name where torch sees one."""
-    from winnow.runtime import cpu_count
+    from winnow.runtime import cpu_count, cpu_name
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:  # pragma: no cover - not Linux
-        pass
+    cpu = cpu_name()
     gpu = None
     try:
         import torch
@@ -67,11 +58,8 @@ def file_digest(path: str | Path) -> str:
 def write_card(model_dir: str | Path, info: Mapping[str, Any]) -> Path:
     """Write ``training.json`` and ``README.md`` into ``model_dir`` (replacing the library's own card)."""
     model_dir = Path(model_dir)
-    write_json(model_dir / "training.json", dict(info))
-    text = render(info)
-    tmp = model_dir / f".README.md.{os.getpid()}.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, model_dir / "README.md")
+    write_json_atomic(model_dir / "training.json", dict(info))
+    write_text_atomic(model_dir / "README.md", render(info))
     return model_dir / "README.md"
 
 
@@ -98,6 +86,8 @@ def _shipped_text(shipped: Mapping[str, Any]) -> str:
         f"weights are not included, so load it with winnow (`CrossEncoderReranker(\"{shipped.get('name')}\")`, "
         f"`winnow search --rerank {shipped.get('name')}`), not with sentence-transformers. Pairs are read up to "
         f"{shipped.get('max_length')} tokens."
+        + (f" Speed: {shipped['speed']['value']:,.0f} {shipped['speed']['unit']} ({shipped['speed']['backend']}, "
+           f"{shipped['speed']['cpu']}; `winnow models --measure` times it on yours)." if shipped.get("speed") else "")
     )
 
 

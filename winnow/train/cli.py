@@ -49,7 +49,8 @@ def _command(args, *words: str) -> str:
 
 # -- mine-negatives --------------------------------------------------------------------------------
 def cmd_mine(args) -> int:
-    from winnow.train.data import read_positives, write_json, write_jsonl
+    from winnow.storage import write_json_atomic, write_lines_atomic
+    from winnow.train.data import read_positives
     from winnow.train.mining import MiningConfig, mine_negatives, mining_meta
 
     config = MiningConfig(
@@ -76,8 +77,8 @@ def cmd_mine(args) -> int:
     print(f"mining {config.negatives} negatives for {len(pairs)} queries with {config.method} "
           f"(ranks {config.skip_top + 1}-{config.max_rank}, seed {config.seed})", file=sys.stderr)
     records, report = mine_negatives(pairs, home=home, corpus=corpus, config=config, progress=not args.quiet)
-    n = write_jsonl(args.output, records)
-    write_json(
+    n = write_lines_atomic(args.output, records)
+    write_json_atomic(
         meta_path(args.output),
         mining_meta(
             config, report, pairs=str(args.pairs), pool=str(args.pool) if args.pool else None,
@@ -212,7 +213,8 @@ def cmd_fit_fusion(args) -> int:
 
     from winnow.rerank.mix import FILENAME, merge_fusion
     from winnow.train.card import write_card
-    from winnow.train.data import merge_by_query, read_training_file, trained_model_folder, write_json
+    from winnow.storage import write_json_atomic
+    from winnow.train.data import merge_by_query, read_training_file, trained_model_folder
     from winnow.train.fusion_fit import fit_on_dev
     from winnow.types import FirstStage
 
@@ -231,7 +233,7 @@ def cmd_fit_fusion(args) -> int:
     path = model_dir / FILENAME
     existing = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
     fusion = merge_fusion(existing, stage, entry)
-    write_json(path, fusion)
+    write_json_atomic(path, fusion)
     if (model_dir / "training.json").is_file():
         info = json.loads((model_dir / "training.json").read_text(encoding="utf-8"))
         write_card(model_dir, {**info, "fusion": fusion})

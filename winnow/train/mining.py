@@ -26,8 +26,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import numpy as np
-
 from winnow.errors import InvalidArgumentError
 from winnow.models.resolve import DEFAULT_BI_ENCODER
 from winnow.train.data import Passage, QueryPositive, passage_id
@@ -156,7 +154,7 @@ def mine_negatives(
         if report.chunks_encoded:
             log.info("indexed the pool: %d passages, %d chunks in %.1f s", len(docs), report.chunks_encoded, report.seconds)
         retriever = col.retriever(config.method, dense_index="exact")
-        exact = _DenseScorer(col) if config.method == "dense" else None
+        exact = config.method == "dense"  # the positive's and given negatives' exact scores, ranked or not
         ce = _cross_encoder(config)
         counters = dict(skipped_margin=0, skipped_ce=0, short=0, found=0, negatives=0)
         records: list[dict] = []
@@ -165,7 +163,7 @@ def mine_negatives(
             for batch in _batches(pairs, config.batch_size):
                 rankings = retriever.search_many([p.query for p in batch], config.max_rank)
                 wanted = [[positive_ids[p.qid], *(ids[t] for t in p.negatives)] for p in batch]
-                exact_scores = exact.scores([p.query for p in batch], wanted) if exact is not None else None
+                exact_scores = col.similarities([p.query for p in batch], wanted) if exact else None
                 for i, (pair, ranking) in enumerate(zip(batch, rankings)):
                     hits = [Passage(h.doc_id, texts[h.doc_id], round(float(h.score), 6), h.rank) for h in ranking.hits]
                     known = {} if exact_scores is None else dict(zip(wanted[i], exact_scores[i]))
@@ -263,27 +261,6 @@ def _passage_json(p: Passage, ce_score: float | None) -> dict:
     if ce_score is not None:
         out["ce_score"] = ce_score
     return out
-
-
-class _DenseScorer:
-    """Exact query-passage similarity (max over the passage's chunks), for positives ranked below max_rank
-    and for the negatives a source gives."""
-
-    def __init__(self, col) -> None:
-        self.col = col
-        flat = col.flat_index
-        self.vectors = np.asarray(flat.vectors)
-        self.rows: dict[str, list[int]] = {}
-        for row, key in enumerate(np.asarray(flat.keys).tolist()):
-            doc_id, _ = col.keymap[int(key)]
-            self.rows.setdefault(doc_id, []).append(row)
-
-    def scores(self, queries: Sequence[str], doc_ids: Sequence[Sequence[str]]) -> list[list[float]]:
-        """For each query, the similarity of each of its ``doc_ids`` (in that order)."""
-        q = self.col.encoder.encode_queries(list(queries))
-        return [
-            [float(np.max(self.vectors[self.rows[d]] @ q[i])) for d in ids] for i, ids in enumerate(doc_ids)
-        ]
 
 
 def _cross_encoder(config: MiningConfig):

@@ -72,8 +72,10 @@ def ship_reranker(
         exported_model,
         quantize,
     )
+    from winnow.models.catalog import measure_reranker
     from winnow.models.resolve import ResolvedModel
     from winnow.rerank.cross_encoder import CrossEncoderReranker
+    from winnow.storage import write_json_atomic
     from winnow.train.card import evaluation_entry, write_card
     from winnow.train.data import trained_model_folder
 
@@ -97,7 +99,7 @@ def ship_reranker(
             "backend": "onnx-int8",
             "quantization": FALLBACK_QUANTIZATION.name,
         }
-        (tmp / PREBUILT_MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        write_json_atomic(tmp / PREBUILT_MANIFEST, manifest)
         if max_length is not None:
             _set_max_length(tmp / "tokenizer_config.json", max_length)
         if (source / "training.json").is_file():
@@ -109,7 +111,11 @@ def ship_reranker(
         shipped = CrossEncoderReranker(str(tmp), cache=False, use_mix=False)
         diffs, same = _compare(reference, shipped, CHECK_PAIRS, np)
         manifest["check"] = {"pairs": len(CHECK_PAIRS), "max_abs_diff_vs_torch": diffs, "same_order": same}
-        (tmp / PREBUILT_MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        write_json_atomic(tmp / PREBUILT_MANIFEST, manifest)
+        if (tmp / "training.json").is_file():  # the card tells the speed, and the CPU it was measured on
+            info = json.loads((tmp / "training.json").read_text(encoding="utf-8"))
+            info["shipped"]["speed"] = measure_reranker(tmp).to_json()
+            write_card(tmp, info)
         os.chmod(tmp, 0o755)
         if target.exists():
             shutil.rmtree(target)
@@ -132,9 +138,11 @@ def _read_report(path: Path | str) -> dict:
 
 
 def _set_max_length(path: Path, max_length: int) -> None:
+    from winnow.storage import write_json_atomic
+
     config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     config["model_max_length"] = int(max_length)
-    path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    write_json_atomic(path, config)
 
 
 def _compare(reference, shipped, pairs: Sequence[tuple[str, str]], np) -> tuple[float, bool]:

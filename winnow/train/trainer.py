@@ -426,13 +426,13 @@ def _steps_per_epoch(n_rows: int, batch_size: int) -> int:
 
 def _save_atomically(model, model_dir: Path, fusion: Mapping[str, Any] | None) -> None:
     """Save into a temp folder, then swap it in: a crash leaves the old model or the new one, whole."""
-    from winnow.train.data import write_json
+    from winnow.storage import write_json_atomic
 
     tmp = model_dir.with_name(model_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(str(tmp))
     if fusion is not None:
-        write_json(tmp / "fusion.json", dict(fusion))
+        write_json_atomic(tmp / "fusion.json", dict(fusion))
     old = model_dir.with_name(model_dir.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if model_dir.exists():

@@ -1,0 +1,69 @@
+"""Writing files so that a crash never leaves a half-written one: the one helper every module uses.
+
+Write beside, flush to disk, rename over the target (atomic on POSIX), then sync the folder so the
+rename itself survives a power cut. A reader sees the old file or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block succeeds, the file written there is synced
+    and renamed onto ``path``. On an error the temporary file is removed and ``path`` is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        if tmp.is_file():
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
+    """Call ``write(file)`` on a binary temporary file beside ``path``, then rename it into place."""
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        write(f)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    with replacing(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(path: str | Path, payload: Any, *, sort_keys: bool = False) -> None:
+    """``payload`` as indented UTF-8 JSON with a final newline."""
+    write_text_atomic(path, json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=sort_keys) + "\n")
+
+
+def write_lines_atomic(path: str | Path, records: Iterable[Any]) -> int:
+    """One JSON value a line (JSON Lines); returns how many were written."""
+    n = 0
+    with replacing(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        for r in records:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+            n += 1
+    return n
