@@ -242,3 +242,30 @@ def test_bad_input_leaves_an_existing_collection_untouched(small_home, tmp_path,
     assert sorted(p.name for p in (small_home / "small").iterdir()) == before
     code, out, _ = run(capsys, "--data", str(small_home), "collections", "--json")
     assert json.loads(out)[0]["generation"] == 1
+
+
+# -- the rough edges a new user hit ----------------------------------------------------------------------------
+def test_data_is_accepted_after_the_subcommand(cli_home, capsys):
+    code, out, _ = run(capsys, "search", "demo", PY_QUERY, "--method", "bm25", "--json", "--data", str(cli_home))
+    assert code == 0 and json.loads(out)["hits"]
+    code, out, _ = run(capsys, "collections", "--data", str(cli_home))
+    assert code == 0 and "demo" in out
+
+
+def test_upserts_are_said_and_no_upsert_refuses(small_home, tmp_path, capsys):
+    corpus = tmp_path / "changed.jsonl"
+    corpus.write_text(json.dumps({"_id": "a", "title": "Apples", "text": "Apples are red or green."}) + "\n", encoding="utf-8")
+    code, _, err = run(capsys, "--data", str(small_home), "index", str(corpus), "-c", "small", "-q", "--no-upsert")
+    assert code == 2 and "already" in err and "--no-upsert" in err
+    code, out, err = run(capsys, "--data", str(small_home), "index", str(corpus), "-c", "small", "-q")
+    assert code == 0 and "1 updated" in out
+    assert "1 document(s) had ids already in the collection and replaced the stored version" in err
+
+
+def test_a_document_over_the_size_limit_is_refused_with_the_servers_message(tmp_path, capsys):
+    corpus = tmp_path / "big.jsonl"
+    corpus.write_text(json.dumps({"_id": "big", "text": "word " * 400}) + "\n", encoding="utf-8")
+    home = tmp_path / "home"
+    code, _, err = run(capsys, "--data", str(home), "index", str(corpus), "-c", "big", "-q", "--max-document-chars", "1000")
+    assert code == 2 and "document 'big' has 2,000 characters, over the limit of 1,000 per document (max_document_chars" in err
+    assert not (home / "big").exists() or json.loads(run(capsys, "--data", str(home), "collections", "--json")[1])[0]["documents"] == 0

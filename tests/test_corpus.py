@@ -83,7 +83,7 @@ def test_csv_and_tsv(tmp_path):
     assert read_documents(tsv_path) == [Document("a", "comma, inside", "A")]
 
 
-def test_folder(tmp_path):
+def test_folder(tmp_path, caplog):
     root = tmp_path / "notes"
     (root / "guides").mkdir(parents=True)
     (root / ".git").mkdir()
@@ -94,13 +94,28 @@ def test_folder(tmp_path):
     (root / "a.md").write_text("## only a subheading\n", encoding="utf-8")
     (root / "script.py").write_text("print('ignored')\n")
     (root / ".git" / "HEAD.txt").write_text("hidden\n")
-    docs = read_documents(root)
+    with caplog.at_level("INFO", logger="winnow.corpus.readers"):
+        docs = read_documents(root)
+    # ids start with the folder's name: notes/README.md and docs/README.md indexed together stay two documents
     assert [(d.id, d.title) for d in docs] == [
-        ("a.md", "a"),
-        ("guides/install.md", "Installing winnow"),
-        ("readme.txt", "readme"),
+        ("notes/a.md", "a"),
+        ("notes/guides/install.md", "Installing winnow"),
+        ("notes/readme.txt", "readme"),
     ]
     assert docs[1].text == (root / "guides" / "install.md").read_text(encoding="utf-8")
+    assert "skipped 1 file(s) that are not .txt/.md: script.py" in caplog.text  # said, with -v
+
+
+def test_jsonl_mistakes_get_hints(tmp_path):
+    array = tmp_path / "docs.jsonl"
+    array.write_text(json.dumps([{"_id": "a", "text": "x"}, {"_id": "b", "text": "y"}]) + "\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match="JSON Lines.*not a JSON array"):
+        read_documents(array)
+    no_id = tmp_path / "ids.jsonl"
+    no_id.write_text(json.dumps({"id": "a", "text": "x"}) + "\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match="missing field '_id'.*--id-field"):
+        read_documents(no_id)
+    assert read_documents(no_id, id_field="id")[0].id == "a"
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,7 @@ def server(tmp_path_factory, tiny_cross_encoder_path):
             "--api-key", KEY,
             "--max-documents", str(MAX_DOCUMENTS),
             "--max-chars", str(MAX_CHARS),
+            "--max-document-chars", str(MAX_CHARS),
             "--max-body-bytes", str(MAX_BODY),
         ],
         log_path=work / "server.log",
@@ -94,6 +95,14 @@ def test_health_docs_and_openapi_are_open(server):
         assert path in schema["paths"]
 
 
+def test_the_key_is_checked_before_the_body_size(server):
+    huge = b"x" * (MAX_BODY + 10)
+    r = httpx.post(f"{server.url}/collections/fruit/documents", content=huge, timeout=60)
+    assert r.status_code == 401 and "missing API key" in r.json()["error"]["message"]  # not a 413 naming the limit
+    r = httpx.post(f"{server.url}/collections/fruit/documents", content=huge, timeout=60, headers={"X-API-Key": "wrong"})
+    assert r.status_code == 401 and r.json()["error"]["message"] == "invalid API key"
+
+
 def test_api_key_is_required(server):
     no_key = httpx.get(f"{server.url}/collections", timeout=30)
     assert no_key.status_code == 401
@@ -120,6 +129,7 @@ def test_collection_lifecycle(http):
     assert http.post("/collections", json={"name": "life"}).status_code == 201
     again = http.post("/collections", json={"name": "life"})
     assert again.status_code == 409 and "already exists" in again.json()["error"]["message"]
+    assert "/" not in again.json()["error"]["message"]  # the server's filesystem paths are not the client's business
     assert "life" in [c["name"] for c in http.get("/collections").json()["collections"]]
 
     docs = [{"id": f"d{i}", "text": f"document number {i} about topic {i % 3}", "metadata": {"i": i}} for i in range(5)]
@@ -382,11 +392,14 @@ def test_limits_answer_413_naming_the_limit(http, animals):
 
     long_text = "word " * (MAX_CHARS // 5 + 1)
     r = http.post("/collections/fruit/documents", json={"documents": [{"id": "long", "text": long_text}]})
-    assert r.status_code == 413 and f"limit is {MAX_CHARS} per text (max_chars)" in r.json()["error"]["message"]
+    # the library's limit and message, as `winnow index` gives them
+    assert r.status_code == 413 and f"over the limit of {MAX_CHARS:,} per document (max_document_chars" in r.json()["error"]["message"]
     r = http.post("/rerank", json={"query": "q", "documents": ["d"] * (MAX_DOCUMENTS + 1)})
     assert r.status_code == 413 and "max_documents" in r.json()["error"]["message"]
     r = http.post("/v1/embeddings", json={"input": long_text})
     assert r.status_code == 413 and "max_chars" in r.json()["error"]["message"]
+    for empty in ("", [""], []):
+        assert http.post("/v1/embeddings", json={"input": empty}).status_code == 422, empty
 
     huge = {"documents": [{"id": f"h{i}", "text": "y" * 3000} for i in range(MAX_BODY // 3000 + 5)]}
     r = http.post("/collections/fruit/documents", json=huge)
@@ -395,6 +408,8 @@ def test_limits_answer_413_naming_the_limit(http, animals):
 
     r = http.post("/collections/fruit/search", json={"query": "apple", "top_k": 5000})
     assert r.status_code == 422 and "1000" in r.json()["error"]["message"]
+    r = http.post("/collections/fruit/search", json={"query": "apple", "top_k": 10, "depth": 5})  # as the CLI: refused
+    assert r.status_code == 422 and "depth must be >= top_k (10)" in r.json()["error"]["message"]
     assert http.get("/collections/fruit/documents/long").status_code == 404  # nothing of it was written
 
 

@@ -35,13 +35,18 @@ def cmd_index(args) -> int:
     with Collection.open_or_create(
         args.collection, home=_home(args), model=args.model, window=args.window, overlap=args.overlap
     ) as col:
-        report = col.use_backend(args.backend).add(docs, upsert=True, progress=not args.quiet)
+        report = col.use_backend(args.backend).add(
+            docs, upsert=not args.no_upsert, progress=not args.quiet, max_chars=args.max_document_chars
+        )
         info = col.info()
     print(
         f"collection {info.name!r}: +{report.added} added, {report.updated} updated, {report.unchanged} unchanged; "
         f"{report.chunks_encoded} chunks encoded in {report.seconds:.1f} s; now {info.documents} documents, "
         f"{info.chunks} chunks ({info.path})"
     )
+    if report.updated:
+        print(f"note: {report.updated} document(s) had ids already in the collection and replaced the stored "
+              f"version (--no-upsert refuses them instead)", file=sys.stderr)
     return 0
 
 
@@ -175,58 +180,85 @@ def cmd_drop(args) -> int:
 
 # -- parser --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from winnow.limits import MAX_DOCUMENT_CHARS
+
+    data_help = "collections folder (default: $WINNOW_HOME or ~/.local/share/winnow)"
     p = argparse.ArgumentParser(prog="winnow", description="Two-stage search: a fast first stage, then a reranker.")
-    p.add_argument("--data", metavar="DIR", help="collections folder (default: $WINNOW_HOME or ~/.local/share/winnow)")
+    p.add_argument("--data", metavar="DIR", help=data_help)
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # --data is accepted after the subcommand too (winnow search C q --data DIR), as serve takes it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data", metavar="DIR", default=argparse.SUPPRESS, help=data_help)
+    fmt = _DefaultsShown
 
-    s = sub.add_parser("index", help="read a corpus and add it to a collection (created if new)")
+    def command(name: str, **kw):
+        return sub.add_parser(name, parents=[common], formatter_class=fmt, **kw)
+
+    s = command("index", help="read a corpus and add it to a collection (created if new)")
     s.add_argument("path", help="BEIR folder or corpus.jsonl, a .jsonl/.csv file, or a folder of .txt/.md files")
-    s.add_argument("--collection", "-c", required=True, metavar="NAME")
-    s.add_argument("--format", choices=["beir", "jsonl", "csv", "folder"], help="default: detected from the path")
-    s.add_argument("--id-field", default="_id")
-    s.add_argument("--text-field", default="text")
-    s.add_argument("--title-field", default="title")
+    s.add_argument("--collection", "-c", required=True, metavar="NAME", help="collection to add to (created if new)")
+    s.add_argument("--format", choices=["beir", "jsonl", "csv", "folder"], help="corpus format (default: detected from the path)")
+    s.add_argument("--id-field", default="_id", help="field holding each document's id (jsonl, csv, beir)")
+    s.add_argument("--text-field", default="text", help="field holding the text")
+    s.add_argument("--title-field", default="title", help="field holding the title (optional in the data)")
     s.add_argument("--model", default=None, help="bi-encoder id or path (new collections; default all-MiniLM-L6-v2)")
     s.add_argument("--window", type=int, default=256, help="chunk window in tokens (new collections)")
     s.add_argument("--overlap", type=int, default=32, help="chunk overlap in tokens (new collections)")
+    s.add_argument("--no-upsert", action="store_true",
+                   help="refuse documents whose id is already in the collection (default: replace them, and say so)")
+    s.add_argument("--max-document-chars", type=int, default=MAX_DOCUMENT_CHARS,
+                   help="refuse a document longer than this (the server's limit too)")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     _add_backend_option(s)
     s.set_defaults(func=cmd_index)
 
-    s = sub.add_parser("search", help="search a collection, optionally reranking the first stage's candidates")
-    s.add_argument("collection", metavar="NAME")
-    s.add_argument("query")
-    s.add_argument("--method", choices=["bm25", "dense", "hybrid"], default="hybrid")
+    s = command("search", help="search a collection, optionally reranking the first stage's candidates")
+    s.add_argument("collection", metavar="NAME", help="collection to search")
+    s.add_argument("query", help="the query text")
+    s.add_argument("--method", choices=["bm25", "dense", "hybrid"], default="hybrid",
+                   help="first stage: BM25, dense (bi-encoder), or both fused by reciprocal rank")
     s.add_argument("--rerank", metavar="MODEL", nargs="?", const="",
-                   help="rerank with this cross-encoder (id or path); --rerank alone: winnow's default reranker; "
-                   "omit for the first stage only")
-    s.add_argument("--depth", type=int, default=100, help="candidates the reranker reads (default 100)")
-    s.add_argument("--top-k", type=int, default=10)
-    s.add_argument("--max-length", type=int, default=None, help="reranker max tokens per pair")
+                   help="rerank with this cross-encoder (name, id or path); --rerank alone: winnow's default "
+                   "reranker; omit for the first stage only")
+    s.add_argument("--depth", type=int, default=100, help="candidates the reranker reads")
+    s.add_argument("--top-k", type=int, default=10, help="hits to show")
+    s.add_argument("--max-length", type=int, default=None, help="reranker tokens per pair (default: the model's)")
     _add_backend_option(s)
-    s.add_argument("--sigmoid", action="store_true", help="reranker scores in 0..1")
-    s.add_argument("--dense-index", choices=["auto", "exact", "hnsw"], default="auto")
+    s.add_argument("--sigmoid", action="store_true",
+                   help="show reranker scores in 0..1 (the order is the same: ranking uses the logits)")
+    s.add_argument("--dense-index", choices=["auto", "exact", "hnsw"], default="auto",
+                   help="dense search: exact, HNSW, or auto (exact below 20,000 chunks)")
     s.add_argument("--json", action="store_true", help="print the ranking as JSON")
     s.set_defaults(func=cmd_search)
 
-    s = sub.add_parser("collections", help="list collections")
-    s.add_argument("--json", action="store_true")
+    s = command("collections", help="list collections")
+    s.add_argument("--json", action="store_true", help="print the list as JSON")
     s.set_defaults(func=cmd_collections)
 
-    s = sub.add_parser("delete-docs", help="delete documents from a collection by id")
-    s.add_argument("collection", metavar="NAME")
-    s.add_argument("ids", nargs="*", metavar="ID")
+    s = command("delete-docs", help="delete documents from a collection by id")
+    s.add_argument("collection", metavar="NAME", help="collection to delete from")
+    s.add_argument("ids", nargs="*", metavar="ID", help="document ids")
     s.add_argument("--ids-file", metavar="FILE", help="a file with one id per line")
     s.set_defaults(func=cmd_delete_docs)
 
-    s = sub.add_parser("drop", help="delete a whole collection")
-    s.add_argument("collection", metavar="NAME")
+    s = command("drop", help="delete a whole collection (its folder and every index)")
+    s.add_argument("collection", metavar="NAME", help="collection to delete")
     s.set_defaults(func=cmd_drop)
 
     for register in _extensions():
         register(sub)
     return p
+
+
+class _DefaultsShown(argparse.HelpFormatter):
+    """Help that shows each option's default, unless it has none (None/False) or the help already says it."""
+
+    def _get_help_string(self, action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _add_backend_option(parser) -> None:

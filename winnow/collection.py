@@ -39,6 +39,7 @@ from winnow.errors import (
 )
 from winnow.models.fingerprint import model_fingerprint
 from winnow.models.resolve import DEFAULT_BI_ENCODER, resolve_model
+from winnow.limits import MAX_DOCUMENT_CHARS, check_document_sizes
 from winnow.storage import fsync_dir, write_json_atomic
 from winnow.store import Store, document_hash
 from winnow.types import Document, Ranking
@@ -148,7 +149,7 @@ class Collection:
         home = Path(home) if home is not None else default_home()
         path = home / check_name(name)
         if path.exists():
-            raise CollectionExistsError(f"collection {name!r} already exists at {path}")
+            raise CollectionExistsError(f"collection {name!r} already exists")
         from winnow.corpus.chunking import Chunker
 
         resolved = resolve_model(model)
@@ -296,11 +297,17 @@ class Collection:
         return Chunker.for_model(self.encoder.resolved.path, window=c["window"], overlap=c["overlap"])
 
     # -- writing -------------------------------------------------------------------------------
-    def add(self, documents: Iterable[Document], *, upsert: bool = True, progress: bool = False) -> WriteReport:
+    def add(
+        self, documents: Iterable[Document], *, upsert: bool = True, progress: bool = False,
+        max_chars: int = MAX_DOCUMENT_CHARS,
+    ) -> WriteReport:
         """Add documents; with ``upsert`` (default) a known id with new content replaces the old
-        version, otherwise a known id is an error. Identical documents are skipped."""
+        version (the report counts them as ``updated``), otherwise a known id is an error. Identical
+        documents are skipped. A document over ``max_chars`` characters is refused before anything is
+        written (:mod:`winnow.limits`)."""
         docs = list(documents)
         _check_documents(docs)
+        check_document_sizes(docs, max_chars)
         return self._write(docs, delete_ids=[], upsert=upsert, progress=progress)
 
     def delete(self, ids: Iterable[str]) -> WriteReport:
@@ -319,7 +326,7 @@ class Collection:
                 if clash:
                     raise CollectionExistsError(
                         f"{len(clash)} document id(s) already in {self.name!r} with other content "
-                        f"(first: {clash[:3]}); pass upsert=True to replace them"
+                        f"(first: {clash[:3]}); pass upsert=True to replace them (winnow index: leave out --no-upsert)"
                     )
             changed = [d for d in docs if known.get(d.id) != document_hash(d)]
             missing = tuple(i for i in delete_ids if i not in known)

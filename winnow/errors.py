@@ -12,6 +12,10 @@ class InvalidArgumentError(WinnowError, ValueError):
     """A parameter has a value outside what is allowed."""
 
 
+class TooLargeError(InvalidArgumentError):
+    """An input over a size limit (a document's characters...): the message names the limit and its setting."""
+
+
 class CorpusError(WinnowError):
     """A corpus file could not be read: names the file and the line or record."""
 

@@ -86,10 +86,13 @@ def _make_id(value: Any, field: str, path: Path, where: int | str | None) -> str
 
 def _document(record: dict[str, Any], f: _Fields, meta: dict[str, Any], path: Path, where) -> Document:
     """Build one document from a parsed record (JSON object or CSV row)."""
-    for name in (f.id, f.text):
+    for name, option in ((f.id, "--id-field"), (f.text, "--text-field")):
         if name not in record:
             present = ", ".join(map(str, record)) or "none"
-            raise CorpusError(path, where, f"missing field {name!r} (fields present: {present})")
+            raise CorpusError(
+                path, where, f"missing field {name!r} (fields present: {present}); name the field that holds it "
+                f"with {option} (or {option[2:].replace('-', '_')}= in Python)"
+            )
     title = record.get(f.title)
     if title is None:
         title = ""
@@ -141,7 +144,8 @@ def _json_records(path: Path) -> Iterator[tuple[dict[str, Any], int]]:
                 hint = "; expected one JSON object per line (JSON Lines), not a JSON array"
             raise CorpusError(path, number, f"malformed JSON: {exc.msg} (column {exc.colno}){hint}") from None
         if not isinstance(record, dict):
-            raise CorpusError(path, number, f"expected a JSON object, got {type(record).__name__}")
+            hint = "; expected one JSON object per line (JSON Lines), not a JSON array" if isinstance(record, list) else ""
+            raise CorpusError(path, number, f"expected a JSON object, got {type(record).__name__}{hint}")
         yield record, number
 
 
@@ -221,13 +225,14 @@ def _markdown_title(text: str) -> str | None:
 def _read_folder(path: Path, f: _Fields):
     if not path.is_dir():
         raise CorpusError(path, None, "is not a directory; the 'folder' format reads a directory of files")
-    files = sorted(
-        p
-        for p in path.rglob("*")
-        if p.suffix.lower() in FOLDER_SUFFIXES
-        and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    visible = sorted(
+        p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
     )
+    files = [p for p in visible if p.suffix.lower() in FOLDER_SUFFIXES]
+    skipped = [p.relative_to(path).as_posix() for p in visible if p.suffix.lower() not in FOLDER_SUFFIXES]
+    if skipped:
+        log.info("skipped %d file(s) that are not %s: %s%s", len(skipped), "/".join(FOLDER_SUFFIXES),
+                 ", ".join(skipped[:10]), " ..." if len(skipped) > 10 else "")
     if not files:
         raise CorpusError(path, None, f"no {' or '.join(FOLDER_SUFFIXES)} files found under this folder")
     for file in files:
@@ -235,7 +240,9 @@ def _read_folder(path: Path, f: _Fields):
         if not text.strip():
             raise CorpusError(file, None, "file is empty; every document needs text")
         title = (_markdown_title(text) if file.suffix.lower() == ".md" else None) or file.stem
-        doc = Document(id=file.relative_to(path).as_posix(), text=text, title=title)
+        # the id starts with the folder's own name: a/README.md and b/README.md indexed into one collection
+        # stay two documents
+        doc = Document(id=f"{path.resolve().name}/{file.relative_to(path).as_posix()}", text=text, title=title)
         yield doc, file, None
 
 

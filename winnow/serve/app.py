@@ -25,6 +25,7 @@ from winnow.collection import NAME_RE
 
 from winnow.serve import schemas as S
 from winnow.serve.errors import ApiError
+from winnow.limits import check_document_sizes
 from winnow.serve.limits import BodyLimitMiddleware, check_count, check_text, check_texts
 from winnow.serve.metrics import Metrics
 from winnow.serve.settings import ServeSettings
@@ -95,7 +96,9 @@ def create_app(settings: ServeSettings):
     )
     app.state.settings, app.state.metrics, app.state.registry, app.state.catalog = settings, metrics, registry, catalog
     errors.install(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
+    open_paths = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+    # the key is checked before the body is read: a client without it learns nothing of the size limits
+    app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes, api_key=settings.api_key, open_paths=open_paths)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     api = APIRouter(dependencies=[Depends(key_dependency(settings.api_key))], responses=ERRORS)
@@ -150,12 +153,10 @@ def create_app(settings: ServeSettings):
     def add_documents(name: CollectionName, req: S.AddDocumentsRequest) -> S.WriteResponse:
         """Add documents (replacing those with known ids unless ``upsert`` is false). Answers after the write
         is committed to disk: an acknowledged document survives a crash."""
-        ids = [d.id for d in req.documents]
-        check_texts([d.text for d in req.documents], limits, "document", ids)
-        for i, d in enumerate(req.documents):
-            check_text(d.title, limits, f"title of document {i} (id {d.id!r})")
+        check_count(len(req.documents), limits, "documents")
         docs = [Document(d.id, d.text, d.title, d.metadata) for d in req.documents]
-        report = catalog.get(name).write(lambda col: col.add(docs, upsert=req.upsert))
+        check_document_sizes(docs, limits.max_document_chars)  # the library's limit and message (413)
+        report = catalog.get(name).write(lambda col: col.add(docs, upsert=req.upsert, max_chars=limits.max_document_chars))
         return write_response(report)
 
     @api.post("/collections/{name}/documents:delete", response_model=S.WriteResponse, tags=["documents"])
@@ -188,7 +189,9 @@ def create_app(settings: ServeSettings):
             except ModelNotServedError as exc:  # the collection exists; the request's field is what is wrong
                 raise ApiError(422, str(exc)) from None
         depth = req.depth if req.depth is not None else max(100, req.top_k)
-        top_k = min(req.top_k, depth) if reranker is not None else req.top_k
+        if reranker is not None and depth < req.top_k:  # as the library and the CLI refuse it
+            raise ApiError(422, f"depth must be >= top_k ({req.top_k}) so the reranker has enough candidates, got {depth}")
+        top_k = req.top_k
         col = catalog.get(name).reader()
         start = time.perf_counter()
         ranking = col.search(

@@ -28,7 +28,10 @@ def register(subparsers) -> None:
     s.add_argument("--rerank-max-length", type=int, default=None,
                    help="reranker tokens per pair (default: the model's own, as the library and CLI use)")
     s.add_argument("--max-documents", type=int, default=1000, help="documents/texts per request (default 1000)")
-    s.add_argument("--max-chars", type=int, default=20_000, help="characters per text (default 20000)")
+    s.add_argument("--max-chars", type=int, default=20_000,
+                   help="characters per query, rerank document or embedding input (default 20000)")
+    s.add_argument("--max-document-chars", type=int, default=None,
+                   help="characters per collection document (default 1000000, as winnow index)")
     s.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024, help="bytes per request body (default 8 MiB)")
     s.add_argument("--no-batching", action="store_true", help="every request calls the model itself (for comparison)")
     s.add_argument("--batch-wait-ms", type=float, default=5.0, help="how long a request waits for others (default 5)")
@@ -55,7 +58,10 @@ def settings_from_args(args: argparse.Namespace):
         embed_models=tuple(args.embed_model or (DEFAULT_BI_ENCODER,)),
         rerank_max_length=args.rerank_max_length,
         model_threads=args.model_threads or None,
-        limits=Limits(max_documents=args.max_documents, max_chars=args.max_chars, max_body_bytes=args.max_body_bytes),
+        limits=Limits(
+            max_documents=args.max_documents, max_chars=args.max_chars, max_body_bytes=args.max_body_bytes,
+            **({"max_document_chars": args.max_document_chars} if args.max_document_chars else {}),
+        ),
         batching=Batching(
             enabled=not args.no_batching,
             max_wait_ms=args.batch_wait_ms,

@@ -10,6 +10,7 @@ from winnow.errors import (
     CollectionNotFoundError,
     IncompatibleCollectionError,
     InvalidArgumentError,
+    TooLargeError,
     ModelNotFoundError,
     WinnowError,
 )
@@ -37,6 +38,7 @@ WINNOW_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (ModelNotServedError, 404),
     (ModelNotFoundError, 404),
     (NoDefaultModelError, 422),
+    (TooLargeError, 413),
     (InvalidArgumentError, 422),
     (WinnowError, 400),
 )

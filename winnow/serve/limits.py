@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
+from winnow.serve.auth import key_problem
 from winnow.serve.errors import ApiError, error_body
 from winnow.serve.settings import Limits
 
@@ -39,16 +40,26 @@ DRAIN_MIN_BYTES = 8 << 20  # ...or this many bytes, whichever is more, so the cl
 
 
 class BodyLimitMiddleware:
-    """Answers 413 for a request body over ``max_bytes``; otherwise hands the app the buffered body."""
+    """Answers 413 for a request body over ``max_bytes``; otherwise hands the app the buffered body. With
+    ``api_key`` set, a request to a route outside ``open_paths`` without the key is answered 401 first,
+    before its body is read or measured."""
 
-    def __init__(self, app, max_bytes: int) -> None:
+    def __init__(self, app, max_bytes: int, *, api_key: str | None = None, open_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.api_key = api_key
+        self.open_paths = open_paths
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        if self.api_key is not None and scope.get("path") not in self.open_paths:
+            problem = key_problem(headers, self.api_key)
+            if problem is not None:
+                await self._drain(receive, 0)
+                return await self._refuse(send, 401, problem, [(b"www-authenticate", b"Bearer")])
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._drain(receive, 0)
             return await self._too_large(send, int(declared))
@@ -91,17 +102,18 @@ class BodyLimitMiddleware:
 
     async def _too_large(self, send, declared: int | None) -> None:
         size = f"{declared} bytes" if declared is not None else "more"
-        body = json.dumps(
-            error_body(
-                413, f"request body is {size}; the limit is {self.max_bytes} bytes per request (max_body_bytes)"
-            )
-        ).encode()
+        message = f"request body is {size}; the limit is {self.max_bytes} bytes per request (max_body_bytes)"
+        await self._refuse(send, 413, message)
+
+    @staticmethod
+    async def _refuse(send, status: int, message: str, extra: list[tuple[bytes, bytes]] = ()) -> None:
+        body = json.dumps(error_body(status, message)).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")],
+                            (b"connection", b"close"), *extra],
             }
         )
         await send({"type": "http.response.body", "body": body})

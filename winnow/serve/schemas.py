@@ -280,7 +280,9 @@ class RerankResponse(BaseModel):
 
 # -- embeddings (OpenAI) ------------------------------------------------------------------------------------
 class EmbeddingRequest(Body):
-    input: Text | Annotated[list[Text], Field(min_length=1)] = Field(description="a string or a list of strings")
+    input: Annotated[Text, Field(min_length=1)] | Annotated[list[Annotated[Text, Field(min_length=1)]], Field(min_length=1)] = Field(
+        description="a non-empty string or a list of them"
+    )
     model: Text | None = Field(None, description="a served bi-encoder; default: the server's first")
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: bounded(1) | None = Field(

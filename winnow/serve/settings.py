@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from winnow.errors import InvalidArgumentError
+from winnow.limits import MAX_DOCUMENT_CHARS
 from winnow.models.resolve import DEFAULT_BI_ENCODER
 from winnow.runtime import cpu_count
 
@@ -19,11 +20,12 @@ class Limits:
     """Per-request limits; a request over one is answered 413 with a message naming the limit."""
 
     max_documents: int = 1000  # documents (or texts) in one request
-    max_chars: int = 20_000  # characters in one text (document, query, embedding input)
+    max_chars: int = 20_000  # characters in one text to score or embed (query, rerank document, embedding input)
     max_body_bytes: int = 8 * 1024 * 1024  # bytes of one request body
+    max_document_chars: int = MAX_DOCUMENT_CHARS  # characters in one collection document: the library's limit
 
     def __post_init__(self) -> None:
-        for name in ("max_documents", "max_chars", "max_body_bytes"):
+        for name in ("max_documents", "max_chars", "max_body_bytes", "max_document_chars"):
             if getattr(self, name) < 1:
                 raise InvalidArgumentError(f"limit {name} must be >= 1, got {getattr(self, name)}")
 
