@@ -139,14 +139,26 @@ def test_backend_names_are_checked_and_auto_resolves():
         BiEncoder(MODEL, backend="fast")
 
 
-def test_cli_takes_a_backend_for_index_and_search():
-    from winnow.cli import build_parser
+def test_the_cli_backend_reaches_the_encoder(demo_collection, capsys):
+    """`winnow search --backend B`: the dense scores are those of B's query vectors (int8 ones differ)."""
+    import json
 
-    args = build_parser().parse_args(["search", "demo", "a query", "--backend", "onnx-int8"])
-    assert args.backend == "onnx-int8"
-    assert build_parser().parse_args(["index", "x.jsonl", "-c", "demo"]).backend == "auto"
+    from winnow.cli import main
+    from winnow.collection import Collection
+
+    home, query = demo_collection.path.parent, "how do plants make food"
+    got = {}
+    for backend in ("onnx", "onnx-int8"):
+        argv = ["--data", str(home), "search", "demo", query, "--method", "dense", "--top-k", "3", "--json", "--backend", backend]
+        assert main(argv) == 0
+        hits = json.loads(capsys.readouterr().out)["hits"]
+        with Collection.open("demo", home=home) as col:
+            expected = col.use_backend(backend).similarities([query], [[h["doc_id"] for h in hits]])[0]
+        assert [h["score"] for h in hits] == pytest.approx(expected, abs=1e-5), backend
+        got[backend] = [h["score"] for h in hits]
+    assert got["onnx"] != pytest.approx(got["onnx-int8"], abs=1e-6)  # the test can tell the two apart
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["index", "x.jsonl", "-c", "demo", "--backend", "gpu"])
+        main(["index", "x.jsonl", "-c", "demo", "--backend", "gpu"])
 
 
 # -- cross-encoder ----------------------------------------------------------------------------------

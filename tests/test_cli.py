@@ -269,3 +269,16 @@ def test_a_document_over_the_size_limit_is_refused_with_the_servers_message(tmp_
     code, _, err = run(capsys, "--data", str(home), "index", str(corpus), "-c", "big", "-q", "--max-document-chars", "1000")
     assert code == 2 and "document 'big' has 2,000 characters, over the limit of 1,000 per document (max_document_chars" in err
     assert not (home / "big").exists() or json.loads(run(capsys, "--data", str(home), "collections", "--json")[1])[0]["documents"] == 0
+
+
+def test_serve_without_the_serve_extra_says_what_to_install(tmp_path):
+    """As the other extras do: a typed error with the pip command, not an ImportError's traceback."""
+    shadow = tmp_path / "shadow" / "fastapi"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'fastapi'\", name='fastapi')\n")
+    env = {**__import__("os").environ, "PYTHONPATH": str(shadow.parent)}
+    proc = subprocess.run([sys.executable, "-m", "winnow", "serve", "--port", "0", "--data", str(tmp_path / "d")],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert "winnow serve needs fastapi and uvicorn (fastapi is missing): pip install 'winnow[serve]'" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -133,10 +133,19 @@ def test_delete_removes_from_every_method_and_reports_missing_ids(small):
 
 
 def test_delete_only_does_not_load_the_model(small):
-    with Collection.open("small", home=small.path.parent) as col:
+    built = []
+
+    def encoder_for(model):  # counts every bi-encoder the collection asks for
+        built.append(model)
+        from winnow.encode.bi_encoder import BiEncoder
+
+        return BiEncoder(model)
+
+    with Collection.open("small", home=small.path.parent, encoder_for=encoder_for) as col:
         col.delete(["coffee"])
-        assert "encoder" not in col.__dict__ or "_model" not in col.encoder.__dict__
-        assert col.info().documents == 5
+        assert built == [] and col.info().documents == 5
+        col.search("coffee beans", method="dense", top_k=1)  # the factory is the one a search uses
+        assert built == [col.model_name]
 
 
 def test_deleting_everything_leaves_an_empty_searchable_collection(small):

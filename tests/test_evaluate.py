@@ -151,8 +151,8 @@ def test_unknown_method_lists_the_valid_ones():
     assert "'splade'" in str(info.value)
     for name in VALID_METHODS:
         assert name in str(info.value)
-    specs = parse_methods("bm25, hybrid>rerank")
-    assert [(s.first_stage, s.rerank) for s in specs] == [("bm25", False), ("hybrid", True)]
+    specs = parse_methods("bm25, hybrid>rerank, dense>rerank-alone")
+    assert [(s.first_stage, s.rerank, s.mix) for s in specs] == [("bm25", False, True), ("hybrid", True, True), ("dense", True, False)]
 
 
 def test_metrics_take_ir_measures_names_and_rel():

@@ -50,12 +50,18 @@ def test_without_a_reranker_the_first_stage_is_the_answer(demo_collection):
     assert set(ranking.timings_ms) == {"dense", "fetch"}
 
 
-def test_collection_search_is_the_same_pipeline(demo_collection, reranker):
-    via_collection = demo_collection.search(QUERY, method="bm25", top_k=3, depth=10, reranker=reranker)
-    pipeline = Pipeline(demo_collection.retriever("bm25"), reranker, depth=10, top_k=3, hydrate=demo_collection.hydrate)
-    direct = pipeline.search(QUERY)
-    assert via_collection.doc_ids == direct.doc_ids
-    assert [h.first_stage_rank for h in via_collection] == [h.first_stage_rank for h in direct]
+def test_collection_search_reranks_the_first_stages_top_depth_by_the_rerankers_score(demo_collection, reranker):
+    """Worked out by hand from the parts: BM25's top 10 documents, each scored by the reranker on its best
+    chunk's title and text, the best 3 kept in score order (the tiny reranker has no fitted mix)."""
+    from winnow.types import with_title
+
+    got = demo_collection.search(QUERY, method="bm25", top_k=3, depth=10, reranker=reranker)
+    first = demo_collection.hydrate(demo_collection.retriever("bm25").search(QUERY, 10))
+    scores = reranker.score(QUERY, [with_title(h.title, h.text) for h in first.hits])
+    expected = sorted(zip(scores.tolist(), first.hits), key=lambda sh: -sh[0])[:3]
+    assert got.doc_ids == [h.doc_id for _, h in expected]
+    assert [h.first_stage_rank for h in got] == [h.rank for _, h in expected]
+    assert [h.rerank_score for h in got] == pytest.approx([s for s, _ in expected], abs=1e-5)
 
 
 def test_search_many_matches_single_searches(demo_collection, reranker):

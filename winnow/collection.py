@@ -294,7 +294,7 @@ class Collection:
         from winnow.corpus.chunking import Chunker
 
         c = self.manifest["chunking"]
-        return Chunker.for_model(self.encoder.resolved.path, window=c["window"], overlap=c["overlap"])
+        return Chunker.for_model(resolve_model(self.model_name).path, window=c["window"], overlap=c["overlap"])
 
     # -- writing -------------------------------------------------------------------------------
     def add(
@@ -333,7 +333,7 @@ class Collection:
             deleting = [i for i in delete_ids if i in known]
             if not changed and not deleting:
                 return WriteReport(0, 0, len(docs), 0, missing, 0, gen, time.perf_counter() - start)
-            chunks = self.chunker.chunk_many(changed)
+            chunks = self.chunker.chunk_many(changed) if changed else []
             if chunks:
                 vectors = self.encoder.encode_documents([c.content for c in chunks], progress=progress)
             else:  # deletions only: no need to load the model

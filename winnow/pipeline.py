@@ -34,7 +34,9 @@ class Pipeline:
         depth: int = 100,
         top_k: int = 10,
         hydrate: Callable[[Ranking], Ranking] = _identity,
+        mix: bool = True,
     ) -> None:
+        """``mix``: let the reranker apply its mix fitted for this first stage (False: order by its score alone)."""
         _check_count("top_k", top_k)
         _check_count("depth", depth)
         if reranker is not None and depth < top_k:  # without a reranker depth is unused
@@ -44,6 +46,7 @@ class Pipeline:
         self.depth = depth
         self.top_k = top_k
         self.hydrate = hydrate
+        self.mix = mix
 
     def search(self, query: str) -> Ranking:
         return self.search_many([query])[0]
@@ -73,6 +76,6 @@ class Pipeline:
                 f"{len(unread)} candidate(s) have no text for the reranker to read (first: {unread[0]!r}); "
                 f"pass hydrate= a function that fills it in, e.g. hydrate=collection.hydrate"
             )
-        reranked = self.reranker.rank(first.query, candidates.hits, top_k=self.top_k, first_stage=self.first_stage.origin)
+        reranked = self.reranker.rank(first.query, candidates.hits, top_k=self.top_k, first_stage=self.first_stage.origin if self.mix else None)
         timings.update(reranked.timings_ms)
         return Ranking(first.query, reranked.hits, timings)

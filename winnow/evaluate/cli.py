@@ -21,13 +21,15 @@ def register(subparsers) -> None:
     s.add_argument(
         "--methods",
         default="bm25,dense,hybrid",
-        help="comma-separated: bm25, dense, hybrid, and X>rerank for each (quote the '>'); the first is the "
-        "baseline of the significance tests (default: bm25,dense,hybrid)",
+        help="comma-separated: bm25, dense, hybrid, X>rerank for each (the reranker with its mix fitted for X, "
+        "where it has one) and X>rerank-alone (its score alone); quote the '>'. The first is the baseline of the "
+        "significance tests (default: bm25,dense,hybrid)",
     )
     s.add_argument("--split", default="test", help="qrels/<split>.tsv (default test)")
     s.add_argument("--depth", type=int, default=100, help="candidates the reranker reads (default 100)")
     s.add_argument("--run-depth", type=int, default=1000, help="results per query of first-stage methods (default 1000)")
-    s.add_argument("--rerank", metavar="MODEL", help="cross-encoder id or folder for the X>rerank methods")
+    s.add_argument("--rerank", metavar="MODEL",
+                   help="cross-encoder name, id or folder for the X>rerank methods (default: winnow's default reranker)")
     s.add_argument("--max-length", type=int, default=None, help="reranker max tokens per pair")
     s.add_argument(
         "--metrics", default=",".join(DEFAULT_METRICS), help=f"ir-measures names (default {','.join(DEFAULT_METRICS)})"

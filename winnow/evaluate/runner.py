@@ -4,8 +4,9 @@ The corpus is indexed once per (corpus content, bi-encoder) into a collection un
 (default ``$WINNOW_HOME/.eval-cache``), named ``<dataset>-<hash>``; a later evaluation of the same
 corpus with the same model opens it instead of encoding again.
 
-Methods are ``bm25``, ``dense``, ``hybrid`` (first stage, ``run_depth`` deep) and ``X>rerank`` (the
-first stage ``X`` ``depth`` deep, all candidates reranked by the cross-encoder). Each judged query is
+Methods are ``bm25``, ``dense``, ``hybrid`` (first stage, ``run_depth`` deep), ``X>rerank`` (the
+first stage ``X`` ``depth`` deep, all candidates reranked by the cross-encoder, with its mix fitted for
+``X`` where it has one) and ``X>rerank-alone`` (the same, ordered by the cross-encoder's score alone). Each judged query is
 searched and timed per stage; queries are sent ``batch_size`` at a time (1 = true per-query latency,
 larger = faster runs with latencies amortized over the batch).
 """
@@ -35,7 +36,8 @@ log = logging.getLogger(__name__)
 
 FIRST_STAGES = ("bm25", "dense", "hybrid")
 RERANK_SUFFIX = ">rerank"
-VALID_METHODS = FIRST_STAGES + tuple(f"{m}{RERANK_SUFFIX}" for m in FIRST_STAGES)
+ALONE_SUFFIX = ">rerank-alone"  # the reranker's own score, no fitted mix with the first stage
+VALID_METHODS = FIRST_STAGES + tuple(f"{m}{sfx}" for sfx in (RERANK_SUFFIX, ALONE_SUFFIX) for m in FIRST_STAGES)
 RUN_DEPTH = 1000  # first-stage-only methods: enough for R@1000 (and what the hybrid legs read)
 
 
@@ -44,6 +46,7 @@ class MethodSpec:
     name: str
     first_stage: str
     rerank: bool
+    mix: bool = True  # with rerank: apply the reranker's mix fitted for this first stage (False: its score alone)
 
 
 def parse_methods(text: str | Sequence[str]) -> tuple[MethodSpec, ...]:
@@ -58,8 +61,9 @@ def parse_methods(text: str | Sequence[str]) -> tuple[MethodSpec, ...]:
             raise InvalidArgumentError(f"unknown method {name!r}; choose from: {', '.join(VALID_METHODS)}")
         if any(s.name == name for s in specs):
             raise InvalidArgumentError(f"method {name!r} is listed twice")
-        first = name.removesuffix(RERANK_SUFFIX)
-        specs.append(MethodSpec(name, first, name != first))
+        alone = name.endswith(ALONE_SUFFIX)
+        first = name.removesuffix(ALONE_SUFFIX).removesuffix(RERANK_SUFFIX)
+        specs.append(MethodSpec(name, first, name != first, mix=not alone))
     return tuple(specs)
 
 
@@ -237,7 +241,7 @@ def _search_fn(spec: MethodSpec, col, *, reranker, depth: int, run_depth: int, d
         return lambda queries: retriever.search_many(queries, run_depth)
     from winnow.pipeline import Pipeline
 
-    pipeline = Pipeline(retriever, reranker, depth=depth, top_k=depth, hydrate=col.hydrate)
+    pipeline = Pipeline(retriever, reranker, depth=depth, top_k=depth, hydrate=col.hydrate, mix=spec.mix)
     return pipeline.search_many
 
 

@@ -8,6 +8,7 @@ import os
 import socket
 from pathlib import Path
 
+from winnow.errors import MissingDependencyError
 from winnow.serve.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,13 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def run(settings: ServeSettings, *, port_file: Path | None = None) -> None:
-    import uvicorn
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"winnow serve needs fastapi and uvicorn ({exc.name or exc} is missing): pip install 'winnow[serve]'"
+        ) from None
 
     from winnow.serve.app import create_app
 

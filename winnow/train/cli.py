@@ -22,6 +22,16 @@ def default_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "winnow"
 
 
+def config_from_args(cls, args, **given):
+    """A config dataclass from parsed options: each field from ``given``, else from the option of the same
+    name, else the field's default (one place for the argparse -> dataclass copying)."""
+    from dataclasses import fields
+
+    values = {f.name: given[f.name] if f.name in given else getattr(args, f.name) for f in fields(cls)
+              if f.name in given or hasattr(args, f.name)}
+    return cls(**values)
+
+
 def meta_path(mined: str | Path) -> Path:
     """The sidecar recipe file of a mined JSONL file."""
     mined = Path(mined)
@@ -53,18 +63,9 @@ def cmd_mine(args) -> int:
     from winnow.train.data import read_positives
     from winnow.train.mining import MiningConfig, mine_negatives, mining_meta
 
-    config = MiningConfig(
-        method=args.method,
-        skip_top=args.skip_top,
-        max_rank=args.max_rank,
-        negatives=args.negatives,
+    config = config_from_args(
+        MiningConfig, args,
         relative_margin=None if args.relative_margin < 0 else args.relative_margin,
-        absolute_margin=args.absolute_margin,
-        sampling=args.sampling,
-        seed=args.seed,
-        model=args.model,
-        cross_encoder=args.cross_encoder,
-        ce_margin=args.ce_margin,
         keep_ranking=not args.no_ranking,
     )
     pairs = read_positives(args.pairs, fix=not args.no_fix_text, limit=args.limit, sample=args.sample, seed=args.seed)
@@ -100,28 +101,11 @@ def cmd_train_reranker(args) -> int:
     from winnow.train.data import merge_by_query, read_training_file
     from winnow.train.trainer import TrainConfig, last_checkpoint, train_reranker
 
-    config = TrainConfig(
+    config = config_from_args(
+        TrainConfig, args,
         base_model=args.base,
-        loss=args.loss,
-        negatives=args.negatives,
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        batch_size=args.batch_size,
         learning_rate=args.lr,
-        warmup_ratio=args.warmup_ratio,
-        max_length=args.max_length,
-        layers=args.layers,
-        pooler_init=args.pooler_init,
-        eval_steps=args.eval_steps,
-        save_steps=args.save_steps,
-        save_total_limit=args.save_total_limit,
-        logging_steps=args.logging_steps,
-        eval_depth=args.eval_depth,
-        best_by=args.best_by,
-        seed=args.seed,
         fit_fusion=not args.no_fusion,
-        precision=args.precision,
-        device=args.device,
         length_buckets=not args.no_length_buckets,
     )
     if args.resume and last_checkpoint(args.output) is None:

@@ -52,6 +52,12 @@ class Precision(str, Enum):
     BF16 = "bf16"
     FP32 = "fp32"
 
+    def __str__(self) -> str:
+        return self.value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
 
 def cpu_has_bf16(features: frozenset[str] | None = None) -> bool:
     from winnow.models.export import cpu_features
