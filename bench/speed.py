@@ -398,7 +398,7 @@ def measure(plan: Plan) -> dict:
         }
     cache = score_cache(plan, texts, queries, candidates)
     mem = memory(plan)
-    from winnow.models.export import cpu_features, default_backend, quantization_config
+    from winnow.models.backends import cpu_features, default_backend, quantization_config
     from winnow.runtime import cpu_count
 
     enc_out = {k: v for k, v in enc.items() if k not in ("vectors", "encoders", "st")}

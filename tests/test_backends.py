@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from winnow.errors import InvalidArgumentError
-from winnow.models import export
+from winnow import storage
+from winnow.models import backends, export
 from winnow.models.fingerprint import model_fingerprint
 from winnow.models.resolve import resolve_model
 
@@ -33,7 +34,7 @@ def export_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         if not os.environ.get("WINNOW_CACHE_DIR"):
             mp.setenv("WINNOW_CACHE_DIR", str(tmp_path_factory.mktemp("winnow-cache")))
-        yield export.cache_root()
+        yield storage.cache_root()
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def demo_texts(demo_documents):
 def encoders():
     from winnow.encode.bi_encoder import BiEncoder
 
-    return {b: BiEncoder(MODEL, backend=b) for b in export.BACKENDS}
+    return {b: BiEncoder(MODEL, backend=b) for b in backends.BACKENDS}
 
 
 @pytest.fixture(scope="module")
@@ -120,19 +121,19 @@ def test_export_happens_once_and_is_read_back(encoders, export_cache):
 
 # -- choosing backends and quantization -------------------------------------------------------------
 def test_quantization_config_follows_the_cpu():
-    assert export.quantization_config(frozenset({"avx2", "avx512f", "avx512_vnni"})).name == "avx512vnni"
-    assert export.quantization_config(frozenset({"avx2", "avx_vnni"})).reduce_range is False
-    avx2 = export.quantization_config(frozenset({"avx2", "fma"}))
+    assert backends.quantization_config(frozenset({"avx2", "avx512f", "avx512_vnni"})).name == "avx512vnni"
+    assert backends.quantization_config(frozenset({"avx2", "avx_vnni"})).reduce_range is False
+    avx2 = backends.quantization_config(frozenset({"avx2", "fma"}))
     assert avx2.name == "avx2" and avx2.reduce_range is True  # 7-bit weights: no u8*s8 overflow without VNNI
-    assert export.quantization_config(frozenset({"asimd", "asimddp"})).name == "arm64"
-    assert export.quantization_config(frozenset()).name == "generic"
-    assert export.has_vnni(frozenset({"avx512_vnni"})) and not export.has_vnni(frozenset({"avx2"}))
+    assert backends.quantization_config(frozenset({"asimd", "asimddp"})).name == "arm64"
+    assert backends.quantization_config(frozenset()).name == "generic"
+    assert backends.has_vnni(frozenset({"avx512_vnni"})) and not backends.has_vnni(frozenset({"avx2"}))
 
 
 def test_backend_names_are_checked_and_auto_resolves():
     with pytest.raises(InvalidArgumentError, match="unknown backend 'tensorrt'; choose one of: auto, torch, onnx"):
-        export.check_backend("tensorrt")
-    assert export.resolve_backend("auto") in export.BACKENDS
+        backends.check_backend("tensorrt")
+    assert backends.resolve_backend("auto") in backends.BACKENDS
     from winnow.encode.bi_encoder import BiEncoder
 
     with pytest.raises(InvalidArgumentError, match="unknown backend"):
@@ -166,7 +167,7 @@ def test_the_cli_backend_reaches_the_encoder(demo_collection, capsys):
 def rerankers(tiny_cross_encoder_path):
     from winnow.rerank.cross_encoder import CrossEncoderReranker
 
-    return {b: CrossEncoderReranker(str(tiny_cross_encoder_path), backend=b, cache=False) for b in export.BACKENDS}
+    return {b: CrossEncoderReranker(str(tiny_cross_encoder_path), backend=b, cache=False) for b in backends.BACKENDS}
 
 
 def test_cross_encoder_backends_agree(rerankers):

@@ -17,7 +17,8 @@ from winnow.errors import CorpusError, InvalidArgumentError
 from winnow.train.batches import bucketed_batches, row_lengths
 from winnow.train.data import Passage, QueryPositive, TrainingExample, merge_by_query, read_positives, source_name
 from winnow.train.mining import MiningConfig, mine_negatives
-from winnow.train.trainer import Precision, TrainConfig, cpu_has_bf16, resolve_precision
+from winnow.train.precision import Precision, cpu_has_bf16, resolve_precision
+from winnow.train.trainer import TrainConfig
 
 TRAIN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "train"
 SOURCES = ("squad_v1_train", "medquad", "nq_qed_train", "selqa_ass", "mediqa2019_qa", "trecqa")

@@ -13,6 +13,15 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 
+def cache_root() -> Path:
+    """Where winnow keeps what it can rebuild (model exports, mining pools, measurements):
+    ``$WINNOW_CACHE_DIR``, else ``$WINNOW_HOME``, else ``$XDG_CACHE_HOME/winnow`` or ``~/.cache/winnow``."""
+    for var in ("WINNOW_CACHE_DIR", "WINNOW_HOME"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "winnow"
+
+
 def fsync_dir(folder: Path) -> None:
     """Make a rename inside ``folder`` durable (no-op where directories cannot be opened)."""
     try:

@@ -6,7 +6,7 @@ with query/document prompts slot in without an ``is_query`` flag.
 Backends (``backend=``): ``torch`` runs sentence-transformers; ``onnx`` runs an fp32 ONNX export with
 ONNX Runtime's fused kernels (vectors equal torch's to ~1e-6); ``onnx-int8`` runs the same export with
 dynamically quantized int8 weights (cosine to fp32 ~0.99, a little less exact, several times faster
-on CPUs with VNNI). ``auto`` picks per machine (:func:`winnow.models.export.default_backend`). Every
+on CPUs with VNNI). ``auto`` picks per machine (:func:`winnow.models.backends.default_backend`). Every
 backend batches by token budget: inputs sorted by length, each batch padded only to its own longest,
 at most ``max_tokens`` padded tokens per batch; results come back in the caller's order.
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from winnow.encode.batching import DEFAULT_MAX_TOKENS, token_budget_batches
 from winnow.errors import InvalidArgumentError
-from winnow.models.export import Backend, check_backend, resolve_backend
+from winnow.models.backends import Backend, check_backend, resolve_backend
 from winnow.models.resolve import DEFAULT_BI_ENCODER, ResolvedModel, resolve_model
 from winnow.runtime import limit_blas_threads
 

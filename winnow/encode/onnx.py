@@ -211,7 +211,8 @@ def env_threads() -> int | None:
 def runner_for(resolved, task: str, backend: str, *, max_length: int, max_tokens: int, threads: int | None) -> OnnxRunner:
     """An :class:`OnnxRunner` for a resolved model: its ONNX file (exported once and cached, or the file
     an ONNX-only folder ships) and its fast tokenizer. ``threads`` None: ``WINNOW_THREADS`` or all cores."""
-    from winnow.models.export import Backend, exported_model
+    from winnow.models.backends import Backend
+    from winnow.models.export import exported_model
 
     exported = exported_model(resolved, task, backend)
     log.info("%s %s on %s (%s)", task, resolved.name, backend, exported.folder)

@@ -88,7 +88,7 @@ class CorpusCache:
 def resolved_backend(backend: str | None) -> str:
     """The bi-encoder backend ``backend`` (None: winnow's default) resolves to on this machine."""
     try:
-        from winnow.models.export import resolve_backend
+        from winnow.models.backends import resolve_backend
     except ImportError:  # a winnow without backends: torch only
         return "torch"
     return resolve_backend(backend or "auto")

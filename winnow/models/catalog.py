@@ -83,7 +83,7 @@ TEST_SETS = ("msmarco", "dbpedia")
 
 def cpu_line() -> str:
     """This CPU in a few words: model, cores usable here, and the flags that decide the fast paths."""
-    from winnow.models.export import cpu_features
+    from winnow.models.backends import cpu_features
     from winnow.runtime import cpu_count, cpu_name
 
     name = cpu_name()
@@ -96,9 +96,9 @@ def _folder_size(path: Path) -> int:
 
 
 def _speed_cache() -> Path:
-    from winnow.train.cli import default_cache
+    from winnow.storage import cache_root
 
-    return default_cache() / "models" / "speed.json"
+    return cache_root() / "models" / "speed.json"
 
 
 def measured_here() -> dict[str, dict]:

@@ -20,7 +20,8 @@ import numpy as np
 
 from winnow.encode.batching import DEFAULT_MAX_TOKENS, token_budget_batches
 from winnow.errors import InvalidArgumentError
-from winnow.models.export import Backend, check_backend, prebuilt_model, resolve_backend
+from winnow.models.backends import Backend, check_backend, resolve_backend
+from winnow.models.export import prebuilt_model
 from winnow.models.resolve import ResolvedModel, resolve_model
 from winnow.rerank.base import Reranker
 from winnow.rerank.cache import ScoreCache

@@ -11,17 +11,6 @@ from pathlib import Path
 from winnow.errors import InvalidArgumentError
 
 
-def default_cache() -> Path:
-    """winnow's cache root, as the model exports use it: ``$WINNOW_CACHE_DIR``, else ``$WINNOW_HOME``,
-    else ``$XDG_CACHE_HOME/winnow`` or ``~/.cache/winnow``; mining keeps its pools in ``<root>/mining``."""
-    import os
-
-    for var in ("WINNOW_CACHE_DIR", "WINNOW_HOME"):
-        if os.environ.get(var):
-            return Path(os.environ[var]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "winnow"
-
-
 def config_from_args(cls, args, **given):
     """A config dataclass from parsed options: each field from ``given``, else from the option of the same
     name, else the field's default (one place for the argparse -> dataclass copying)."""
@@ -59,7 +48,7 @@ def _command(args, *words: str) -> str:
 
 # -- mine-negatives --------------------------------------------------------------------------------
 def cmd_mine(args) -> int:
-    from winnow.storage import write_json_atomic, write_lines_atomic
+    from winnow.storage import cache_root, write_json_atomic, write_lines_atomic
     from winnow.train.data import read_positives
     from winnow.train.mining import MiningConfig, mine_negatives, mining_meta
 
@@ -74,7 +63,7 @@ def cmd_mine(args) -> int:
         from winnow.corpus import read_documents
 
         corpus = read_documents(args.pool)
-    home = Path(args.cache) if args.cache else default_cache() / "mining"
+    home = Path(args.cache) if args.cache else cache_root() / "mining"
     print(f"mining {config.negatives} negatives for {len(pairs)} queries with {config.method} "
           f"(ranks {config.skip_top + 1}-{config.max_rank}, seed {config.seed})", file=sys.stderr)
     records, report = mine_negatives(pairs, home=home, corpus=corpus, config=config, progress=not args.quiet)

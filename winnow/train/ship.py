@@ -65,8 +65,8 @@ def ship_reranker(
     ``reports``: ``winnow eval`` report.json files whose results the shipped model card shows."""
     import numpy as np
 
+    from winnow.models.backends import FALLBACK_QUANTIZATION
     from winnow.models.export import (
-        FALLBACK_QUANTIZATION,
         PREBUILT_MANIFEST,
         PREBUILT_VERSION,
         exported_model,

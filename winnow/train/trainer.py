@@ -17,13 +17,13 @@ import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from winnow.errors import InvalidArgumentError, MissingDependencyError
-from winnow.models.resolve import resolve_model
+from winnow.train.base_model import POOLER_INITS, load_base
 from winnow.train.data import TrainingExample, rows, to_dataset
+from winnow.train.precision import DEVICES, Precision, resolve_precision
 from winnow.types import FirstStage
 
 log = logging.getLogger(__name__)
@@ -37,51 +37,6 @@ LOSSES: dict[str, tuple[str, str, str]] = {
     "mnrl": ("tuple", "MultipleNegativesRankingLoss", "contrastive: positive vs hard + in-batch negatives"),
     "cmnrl": ("tuple", "CachedMultipleNegativesRankingLoss", "mnrl with gradient caching (larger batches)"),
 }
-
-
-POOLER_INITS = ("auto", "identity", "keep")
-DEVICES = ("auto", "cpu", "cuda")
-
-
-class Precision(str, Enum):
-    """Training arithmetic. ``auto``: bf16 autocast where the hardware has bf16 units (a CUDA GPU that
-    supports it; a CPU with avx512_bf16 or AMX), else fp32 (fp16 on older GPUs). On the 2-core AVX-512 BF16
-    development CPU bf16 autocast made a MiniLM-L6 training step 2.2-2.7x faster (docs/reranker.md)."""
-
-    AUTO = "auto"
-    BF16 = "bf16"
-    FP32 = "fp32"
-
-    def __str__(self) -> str:
-        return self.value
-
-    def __repr__(self) -> str:
-        return repr(self.value)
-
-
-def cpu_has_bf16(features: frozenset[str] | None = None) -> bool:
-    from winnow.models.export import cpu_features
-
-    features = cpu_features() if features is None else features
-    return bool(features & {"avx512_bf16", "amx_bf16"})
-
-
-def resolve_precision(precision: "Precision", device: str) -> tuple[bool, bool]:
-    """(bf16, fp16) for the trainer on ``device`` ("cpu" or "cuda")."""
-    import torch
-
-    if device == "cuda":
-        bf16_ok = torch.cuda.is_bf16_supported()
-        if precision is Precision.FP32:
-            return False, False
-        if precision is Precision.BF16 and not bf16_ok:
-            raise InvalidArgumentError("precision bf16: this GPU has no bf16 support; use auto or fp32")
-        return bf16_ok, not bf16_ok
-    if precision is Precision.FP32:
-        return False, False
-    if precision is Precision.BF16:
-        return True, False
-    return cpu_has_bf16(), False
 
 
 @dataclass(frozen=True)
@@ -165,60 +120,6 @@ def _st():
         raise MissingDependencyError("training needs sentence-transformers: pip install 'winnow[train]'") from exc
     return ce
 
-
-def load_base(config: TrainConfig):
-    """The base model as a one-logit ``CrossEncoder`` (a new head where the base has none), optionally cut.
-
-    A bi-encoder base (all-MiniLM-L6-v2) was trained through mean pooling: its [CLS] pooler is nearly
-    untrained (weights of std ~0.009), so the new head sees almost the same vector for every pair and
-    learns slowly. ``pooler_init="auto"`` (the default) therefore sets the pooler to the identity where the
-    head is new (the base is no sequence-classification checkpoint); ``"identity"`` always, ``"keep"`` never.
-    """
-    import json
-
-    from sentence_transformers.cross_encoder import CrossEncoder
-
-    path = resolve_model(config.base_model).path
-    try:
-        architectures = json.loads((path / "config.json").read_text(encoding="utf-8")).get("architectures") or []
-    except (OSError, ValueError):
-        architectures = []
-    new_head = not any(a.endswith("ForSequenceClassification") for a in architectures)
-    model = CrossEncoder(str(path), num_labels=1, max_length=config.max_length, local_files_only=True)
-    if config.pooler_init == "identity" or (config.pooler_init == "auto" and new_head):
-        identity_pooler(model)
-    if config.layers is not None:
-        cut_layers(model, config.layers)
-    return model
-
-
-def identity_pooler(model) -> bool:
-    """Set a BERT-like pooler's dense layer to the identity (pooled = tanh([CLS])); False if it has none."""
-    import torch
-
-    pooler = getattr(model.model.base_model, "pooler", None)
-    dense = getattr(pooler, "dense", None)
-    if dense is None or dense.weight.shape[0] != dense.weight.shape[1]:
-        log.warning("base model has no square pooler; pooler_init ignored")
-        return False
-    with torch.no_grad():
-        dense.weight.copy_(torch.eye(dense.weight.shape[0], dtype=dense.weight.dtype))
-        dense.bias.zero_()
-    return True
-
-
-def cut_layers(model, n: int) -> None:
-    """Keep the first ``n`` transformer layers of a BERT-like cross-encoder (in place)."""
-    import torch
-
-    base = model.model.base_model
-    layers = getattr(getattr(base, "encoder", None), "layer", None)
-    if layers is None:
-        raise InvalidArgumentError(f"cannot cut layers of {type(base).__name__}: no encoder.layer list")
-    if n > len(layers):
-        raise InvalidArgumentError(f"layers must be <= {len(layers)} for this base model, got {n}")
-    base.encoder.layer = torch.nn.ModuleList(list(layers)[:n])
-    model.model.config.num_hidden_layers = n
 
 
 def make_loss(name: str, model, *, negatives: int, batch_size: int):

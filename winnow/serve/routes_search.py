@@ -1,0 +1,55 @@
+"""Route: search a collection (first stage, then the library's reranker; see docs/serving.md)."""
+
+import time
+
+from winnow.serve import schemas as S
+from winnow.serve.context import AppContext, CollectionName
+from winnow.serve.errors import ApiError
+from winnow.serve.limits import check_text
+from winnow.serve.models import ModelNotServedError
+
+
+def search_router(ctx: AppContext):
+    api = ctx.router()
+    catalog, registry, limits, metrics = ctx.catalog, ctx.registry, ctx.limits, ctx.metrics
+
+    @api.post("/collections/{name}/search", response_model=S.SearchResponse, tags=["search"])
+    def search(name: CollectionName, req: S.SearchRequest) -> S.SearchResponse:
+        """First stage (bm25, dense or hybrid; metadata filter applied before top-k) then the reranker.
+        Each hit carries its first-stage rank and score and its reranker score; timings are per stage."""
+        check_text(req.query, limits, "query")
+        reranker = None
+        wanted, model = req.reranking()
+        if wanted and not (model is None and registry.default_rerank is None):
+            try:
+                reranker = registry.reranker(registry.rerank_name(model))
+            except ModelNotServedError as exc:  # the collection exists; the request's field is what is wrong
+                raise ApiError(422, str(exc)) from None
+        depth = req.depth if req.depth is not None else max(100, req.top_k)
+        if reranker is not None and depth < req.top_k:  # as the library and the CLI refuse it
+            raise ApiError(422, f"depth must be >= top_k ({req.top_k}) so the reranker has enough candidates, got {depth}")
+        top_k = req.top_k
+        col = catalog.get(name).reader()
+        start = time.perf_counter()
+        ranking = col.search(
+            req.query,
+            method=req.method,
+            top_k=top_k,
+            depth=max(depth, top_k),
+            reranker=reranker,
+            dense_index=req.dense_index,
+            filter=req.filter_spec(),
+        )
+        timings = {k: round(v, 3) for k, v in ranking.timings_ms.items()}
+        timings["total"] = round((time.perf_counter() - start) * 1000.0, 3)
+        for stage, ms in timings.items():
+            metrics.stage.observe(ms / 1000.0, stage)
+        return S.SearchResponse(
+            query=ranking.query,
+            method=req.method,
+            reranker=reranker.name if reranker is not None else None,
+            hits=[S.SearchHit(**h.to_json()) for h in ranking.hits],
+            timings_ms=timings,
+        )
+
+    return api
