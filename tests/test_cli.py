@@ -47,7 +47,7 @@ def test_help_loads_no_heavy_module():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stdout, proc.stdout[-300:]
-    for command in ("index", "search", "collections", "delete-docs", "drop", "eval", "serve", "train"):
+    for command in ("index", "search", "collections", "delete-docs", "drop", "eval", "serve", "train", "models"):
         assert command in proc.stdout
 
 

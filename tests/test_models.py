@@ -164,3 +164,37 @@ def test_bi_encoder_with_an_unknown_model_fails_at_construction(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotFoundError, match="no-such-model"):
         BiEncoder(UNKNOWN)
+
+
+# -- winnow models: what runs offline here, with measured quality and speed -----------------------------------
+def test_models_lists_the_shipped_reranker_and_the_bundled_bi_encoder_with_their_numbers(capsys):
+    import json
+
+    from winnow.cli import main
+    from winnow.models.resolve import SHIPPED_RERANKER
+
+    assert main(["models", "--json"]) == 0
+    entries = {e["name"]: e for e in json.loads(capsys.readouterr().out)}
+    shipped, bundled = entries[SHIPPED_RERANKER], entries[DEFAULT_BI_ENCODER]
+    assert (shipped["kind"], shipped["source"], bundled["kind"], bundled["source"]) == ("reranker", "shipped", "bi-encoder", "bundled")
+    card = json.loads((resolve_model(SHIPPED_RERANKER).path / "training.json").read_text())
+    by_set = {r["dataset"]: r["methods"]["dense>rerank"]["nDCG@10"] for r in card["evaluation"]}
+    assert shipped["ndcg@10"] == pytest.approx(by_set)  # the card's test results, not made up
+    assert set(bundled["ndcg@10"]) == {"msmarco", "dbpedia"}
+    assert main(["models"]) == 0
+    table = capsys.readouterr().out
+    assert SHIPPED_RERANKER in table and "msmarco nDCG@10" in table and "This machine:" in table
+
+
+def test_models_measure_times_each_model_here_and_remembers_it(capsys):
+    import json
+
+    from winnow.cli import main
+    from winnow.models.catalog import cpu_line, measured_here
+
+    assert main(["models", "--measure", "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert entries and all(e["speed"]["cpu"] == cpu_line() and e["speed"]["value"] > 0 for e in entries)
+    assert {e["speed"]["unit"] for e in entries} == {"pairs/s", "docs/s"}
+    assert set(measured_here()) == {e["name"] for e in entries}  # kept for this CPU: the next listing shows them
+    assert main(["models"]) == 0 and "pairs/s" in capsys.readouterr().out

@@ -392,3 +392,30 @@ def test_listwise_and_contrastive_losses_train(mined, tmp_path, loss):
     assert result.steps == 1 and len(result.losses) == 1 and np.isfinite(result.losses[0][1])
     assert result.train_pairs == 4 * 3  # 4 queries x (1 positive + 2 negatives)
     assert (result.model_dir / "README.md").is_file()
+
+
+def test_calibrate_fits_probabilities_on_held_out_queries_and_ranking_carries_them(mined, tiny_cross_encoder_path, tmp_path, capsys):
+    import shutil
+
+    from winnow.rerank.calibration import CalibrationTable, keep_probable
+    from winnow.rerank.cross_encoder import CrossEncoderReranker
+    from winnow.types import Hit
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_cross_encoder_path, model)
+    args = build_parser().parse_args(["train", "calibrate", str(model), "--dev", str(mined["a"]), "--dev-per-file", "8",
+                                      "--eval-depth", "8"])
+    assert args.func(args) == 0
+    payload = json.loads((model / "calibration.json").read_text())
+    assert payload["reranker"]["dev_queries"] == 8 and set(payload["first_stages"]) == {"dense"}
+    assert payload["reranker"]["method"] in ("platt", "isotonic") and "reranker" in capsys.readouterr().out
+    table = CalibrationTable.from_model_dir(model)
+    reranker = CrossEncoderReranker(str(model), cache=False)
+    hits = [Hit(doc_id=f"d{i}", score=1.0 - i / 10, rank=i + 1, text=p) for i, (_, p) in enumerate(PAIRS[:5])]
+    ranking = reranker.rank(PAIRS[0][0], hits)
+    for h in ranking.hits:
+        assert h.probability == pytest.approx(float(table.reranker.apply([h.rerank_score])[0]), abs=1e-9)
+    cut = min(h.probability for h in ranking.hits) + 1e-9
+    assert all(h.probability >= cut for h in keep_probable(ranking, cut).hits) and len(keep_probable(ranking, cut)) < 5
+    with pytest.raises(InvalidArgumentError, match="needs calibrated probabilities"):
+        keep_probable(CrossEncoderReranker(str(tiny_cross_encoder_path), cache=False).rank("q", hits), 0.5)

@@ -73,10 +73,15 @@ def cmd_search(args) -> int:
             reranker=reranker,
             dense_index=args.dense_index,
         )
+    if args.min_probability is not None:
+        from winnow.rerank.calibration import keep_probable
+
+        ranking = keep_probable(ranking, args.min_probability)
     if args.json:
         print(json.dumps({**ranking_to_json(ranking), "model_load_ms": load_ms}, indent=2, ensure_ascii=False))
     else:
-        print(format_ranking(ranking, method=args.method, reranked=reranker is not None, top_k=args.top_k))
+        print(format_ranking(ranking, method=args.method, reranked=reranker is not None, top_k=args.top_k,
+                             probabilities=args.probabilities))
         if load_ms:
             print(f"(loading the indexes and models took {load_ms:.0f} ms before that: once per process, not counted above)")
     return 0
@@ -110,11 +115,12 @@ def movement(hit, top_k: int) -> str:
     return "=" if delta == 0 else (f"up {delta}" if delta > 0 else f"down {-delta}")
 
 
-def format_ranking(ranking, *, method: str, reranked: bool, top_k: int, width: int = 72) -> str:
+def format_ranking(ranking, *, method: str, reranked: bool, top_k: int, width: int = 72, probabilities: bool = False) -> str:
     lines = [f"query: {ranking.query!r}   first stage: {method}" + ("   reranked" if reranked else "")]
     if not ranking.hits:
         lines.append("(no results)")
-    header = f"{'#':>3}  {'score':>8}  {'1st stage':>9}  {'change':<8}  document"
+    shown = probabilities and any(h.probability is not None for h in ranking.hits)
+    header = f"{'#':>3}  {'score':>8}  " + (f"{'P(rel)':>6}  " if shown else "") + f"{'1st stage':>9}  {'change':<8}  document"
     lines.append(header)
     for h in ranking.hits:
         snippet = (f"{h.title}: {h.text}" if h.title else h.text).replace("\n", " ")
@@ -122,7 +128,8 @@ def format_ranking(ranking, *, method: str, reranked: bool, top_k: int, width: i
             snippet = snippet[: width - 1] + "…"
         first = f"#{h.first_stage_rank}" if h.first_stage_rank is not None else "-"
         change = movement(h, top_k) if reranked else ""
-        lines.append(f"{h.rank:>3}  {h.score:>8.4f}  {first:>9}  {change:<8}  [{h.doc_id}] {snippet}")
+        prob = (f"{h.probability:>6.3f}  " if h.probability is not None else f"{'-':>6}  ") if shown else ""
+        lines.append(f"{h.rank:>3}  {h.score:>8.4f}  {prob}{first:>9}  {change:<8}  [{h.doc_id}] {snippet}")
     if reranked:
         moved = [h for h in ranking.hits if movement(h, top_k) not in ("=", "")]
         lines.append(f"changes in ranking: {len(moved)} of {len(ranking.hits)} hits moved")
@@ -227,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_option(s)
     s.add_argument("--sigmoid", action="store_true",
                    help="show reranker scores in 0..1 (the order is the same: ranking uses the logits)")
+    s.add_argument("--probabilities", action="store_true",
+                   help="show each hit's calibrated probability of relevance (rerankers that ship calibration.json)")
+    s.add_argument("--min-probability", type=float, default=None, metavar="P",
+                   help="keep only hits at least this likely relevant (0..1; needs a calibrated reranker)")
     s.add_argument("--dense-index", choices=["auto", "exact", "hnsw"], default="auto",
                    help="dense search: exact, HNSW, or auto (exact below 20,000 chunks)")
     s.add_argument("--json", action="store_true", help="print the ranking as JSON")

@@ -104,6 +104,7 @@ class Hit:
     first_stage_score: float | None = None
     rerank_score: float | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    probability: float | None = None  # calibrated P(relevant), where the reranker ships a calibration
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metadata", _frozen_mapping(self.metadata))
@@ -121,6 +122,7 @@ class Hit:
             "title": self.title,
             "text": self.text,
             "metadata": dict(self.metadata),
+            "probability": self.probability,
         }
 
     @property

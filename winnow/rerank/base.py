@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from winnow.errors import InvalidArgumentError
+from winnow.rerank.calibration import CalibrationTable
 from winnow.rerank.mix import MixTable
 from winnow.types import FirstStage, Hit, Ranking, with_title
 
@@ -19,6 +20,7 @@ class Reranker(ABC):
 
     name: str = "reranker"
     mixes: MixTable | None = None  # a trained model's fitted mixes with each first stage (winnow.rerank.mix)
+    calibration: CalibrationTable | None = None  # its fitted relevance probabilities (winnow.rerank.calibration)
 
     @abstractmethod
     def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
@@ -54,6 +56,8 @@ class Reranker(ABC):
         mixed = mix is not None and all(f is not None for f in first)
         order_by = mix.apply(raw, np.asarray(first, dtype=np.float64)) if mixed else raw
         scores = order_by if mixed else shown
+        calibrator = self.calibration.reranker if self.calibration is not None else None
+        probability = calibrator.apply(raw) if calibrator is not None and raw.size else None
         order = np.argsort(-order_by, kind="stable")
         if top_k is not None:
             order = order[:top_k]
@@ -63,6 +67,7 @@ class Reranker(ABC):
                 score=float(scores[i]),
                 rank=new_rank,
                 rerank_score=float(shown[i]),
+                probability=None if probability is None else float(probability[i]),
                 first_stage_rank=_first(candidates[i].first_stage_rank, candidates[i].rank),
                 first_stage_score=_first(candidates[i].first_stage_score, candidates[i].score),
             )

@@ -25,6 +25,7 @@ from winnow.models.export import prebuilt_model
 from winnow.models.resolve import ResolvedModel, resolve_model
 from winnow.rerank.base import Reranker
 from winnow.rerank.cache import ScoreCache
+from winnow.rerank.calibration import CalibrationTable
 from winnow.rerank.mix import MixTable
 from winnow.runtime import limit_blas_threads
 
@@ -66,6 +67,7 @@ class CrossEncoderReranker(Reranker):
         self.resolved: ResolvedModel = resolve_model(model)
         self.name = self.resolved.name
         self.mixes = MixTable.from_model_dir(self.resolved.path) if use_mix else None
+        self.calibration = CalibrationTable.from_model_dir(self.resolved.path)
         self._max_length = max_length
         self.batch_size = batch_size  # rows per call for the torch backend when no fast tokenizer plans batches
         self.sigmoid = sigmoid

@@ -217,6 +217,8 @@ class SearchHit(BaseModel):
     first_stage_rank: int | None
     first_stage_score: float | None
     rerank_score: float | None
+    probability: float | None = Field(None, description="calibrated probability that the hit is relevant, where "
+                                      "the reranker ships a calibration (its model card tells how it was fitted)")
     chunk: str | None
     title: str
     text: str

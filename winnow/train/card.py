@@ -160,6 +160,7 @@ def render(info: Mapping[str, Any]) -> str:
                   "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(dev.items())]
     lines += _fusion_lines(info.get("fusion"))
+    lines += _calibration_lines(info.get("calibration"))
     lines += _evaluation_lines(info.get("evaluation") or [])
     lines += ["", "## Command", "```", info.get("command") or "(called from Python)", "```", "",
               "## Licence of the data and attribution", *_licence_lines(info), ""]
@@ -178,6 +179,21 @@ def _fusion_lines(fusion: Mapping[str, Any] | None) -> list[str]:
         d = fit["dev_ndcg@10"]
         lines.append(f"| {stage} | {fit['weight_reranker']} | {fit['dev_queries']} | {d['first_stage']:.4f} | "
                      f"{d['reranker']:.4f} | {d['mix']:.4f} |")
+    return lines
+
+
+def _calibration_lines(calibration: Mapping[str, Any] | None) -> list[str]:
+    if not calibration:
+        return []
+    lines = ["", "## Relevance probabilities (calibration.json)",
+             "Fitted on held-out training queries' lists, the method picked by held-out log-loss "
+             "(`--probabilities` in `winnow search`).", "",
+             "| scores of | method | dev pairs | held-out log-loss (platt / isotonic) |", "|---|---|---|---|"]
+    rows = [("reranker", calibration["reranker"])] + list((calibration.get("first_stages") or {}).items())
+    for name, fit in rows:
+        ll = fit.get("dev_log_loss", {})
+        lines.append(f"| {name} | {fit['method']} | {fit.get('dev_pairs', '-')} | "
+                     f"{ll.get('platt', float('nan')):.4f} / {ll.get('isotonic', float('nan')):.4f} |")
     return lines
 
 

@@ -215,10 +215,39 @@ def cmd_fit_fusion(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    from winnow.rerank.calibration import FILENAME
+    from winnow.rerank.cross_encoder import CrossEncoderReranker
+    from winnow.storage import write_json_atomic
+    from winnow.train.calibrate import calibration_payload
+    from winnow.train.card import write_card
+    from winnow.train.data import merge_by_query, read_training_file
+
+    folder = Path(args.model)
+    if not (folder / "config.json").is_file():
+        raise InvalidArgumentError(f"{args.model!r} is not a model folder (no config.json); give <run>/model or a shipped folder")
+    by_stage: dict = {}
+    for p in args.dev:
+        held = _held_out(p, read_training_file(p), args.dev_per_file, args.seed)
+        by_stage.setdefault(_mined_stage(Path(p)), []).extend(held)
+    by_stage = {stage: merge_by_query(examples) for stage, examples in by_stage.items()}
+    reranker = CrossEncoderReranker(str(folder), cache=False, use_mix=False)
+    payload = calibration_payload(reranker.raw_scores, by_stage, depth=args.eval_depth, seed=args.seed)
+    payload["dev_files"] = [str(p) for p in args.dev]
+    write_json_atomic(folder / FILENAME, payload)
+    if (folder / "training.json").is_file():
+        info = json.loads((folder / "training.json").read_text(encoding="utf-8"))
+        write_card(folder, {**info, "calibration": payload})
+    r = payload["reranker"]
+    print(f"{folder / FILENAME}: reranker {r['method']} (held-out log-loss {r['dev_log_loss']}) on {r['dev_pairs']} pairs; "
+          + ", ".join(f"{k} {v['method']}" for k, v in payload["first_stages"].items()))
+    return 0
+
+
 def _no_reranker(args) -> int:
     raise InvalidArgumentError(
         "say what to do: winnow train reranker --train FILE --output DIR, winnow train fit-fusion MODEL --dev FILE, "
-        "or winnow train ship MODEL --output DIR"
+        "winnow train calibrate MODEL --dev FILE, or winnow train ship MODEL --output DIR"
     )
 
 
@@ -325,6 +354,21 @@ def register(subparsers) -> None:
     f.add_argument("--eval-depth", type=int, default=30, help="first-stage candidates per query (default 30)")
     f.add_argument("--seed", type=int, default=0, help="the training run's seed (default 0)")
     f.set_defaults(func=cmd_fit_fusion)
+
+    c = tsub.add_parser(
+        "calibrate",
+        help="fit calibrated relevance probabilities (calibration.json) on held-out mined queries",
+        description="Score the held-out queries' first-stage lists (the same queries training held out: same count "
+        "and --seed) and fit, by held-out log-loss, Platt scaling or isotonic regression to the reranker's logits "
+        "and to each first stage's scores. Calibrate the folder that ships (its logits are the ones searches see: "
+        "int8 moves them). Never point it at a test set.",
+    )
+    c.add_argument("model", help="model folder: <run>/model or a shipped (ONNX) folder")
+    c.add_argument("--dev", required=True, nargs="+", metavar="FILE", help="mined .jsonl files (dense, bm25, hybrid lists)")
+    c.add_argument("--dev-per-file", type=int, default=60, metavar="N", help="queries held out of each file, as in training")
+    c.add_argument("--eval-depth", type=int, default=20, help="first-stage candidates per query")
+    c.add_argument("--seed", type=int, default=0, help="the training run's seed")
+    c.set_defaults(func=cmd_calibrate)
 
     p = tsub.add_parser(
         "ship",

@@ -1,0 +1,92 @@
+"""Calibrated relevance probabilities: the two calibrators against scikit-learn's (the reference), the
+choice by held-out log-loss, ECE worked out by hand, and the shipped file format."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from winnow.errors import InvalidArgumentError
+from winnow.rerank.calibration import (
+    CalibrationMethod,
+    CalibrationTable,
+    Calibrator,
+    expected_calibration_error,
+    fit_best,
+    fit_isotonic,
+    fit_platt,
+    log_loss,
+    reliability_bins,
+)
+from winnow.types import FirstStage
+
+
+def scored(n: int = 600, seed: int = 0):
+    """Logit-like scores whose true relevance probability is sigmoid(1.5 * s - 1)."""
+    rng = np.random.default_rng(seed)
+    s = rng.normal(0, 2, n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(1.5 * s - 1)))).astype(float)
+    return s, y
+
+
+def test_platt_matches_scikit_learns_logistic_regression():
+    from sklearn.linear_model import LogisticRegression
+
+    s, y = scored()
+    ours = fit_platt(s, y)
+    ref = LogisticRegression(C=1e6, max_iter=1000).fit(s[:, None], y)
+    assert ours.a == pytest.approx(ref.coef_[0, 0], rel=1e-3) and ours.b == pytest.approx(ref.intercept_[0], abs=1e-3)
+    assert ours.a == pytest.approx(1.5, abs=0.4) and ours.b == pytest.approx(-1.0, abs=0.4)  # the true curve
+
+
+def test_isotonic_matches_scikit_learns_on_the_fitted_points():
+    from sklearn.isotonic import IsotonicRegression
+
+    s, y = scored(400, seed=1)
+    s = np.round(s, 1)  # ties: pairs with one score share one value
+    ours = fit_isotonic(s, y)
+    ref = IsotonicRegression(out_of_bounds="clip").fit(s, y)
+    np.testing.assert_allclose(np.clip(ref.predict(s), 1e-4, 1 - 1e-4), ours.apply(s), atol=1e-9)
+    assert all(a <= b for a, b in zip(ours.y, ours.y[1:])) and all(a < b for a, b in zip(ours.x, ours.x[1:]))
+    grid = np.linspace(s.min(), s.max(), 97)  # between the fitted points too: both interpolate linearly
+    np.testing.assert_allclose(np.clip(ref.predict(grid), 1e-4, 1 - 1e-4), ours.apply(grid), atol=2e-4)  # ends clipped first
+
+
+def test_the_method_is_picked_by_held_out_log_loss_and_calibrates():
+    s, y = scored(2000, seed=2)
+    groups = np.arange(len(s)) // 20  # 100 "queries" of 20 pairs
+    fit = fit_best(s, y, groups)
+    assert fit.calibrator.method in (CalibrationMethod.PLATT, CalibrationMethod.ISOTONIC)
+    assert fit.log_loss[fit.calibrator.method.value] == min(fit.log_loss.values())
+    probs = fit.calibrator.apply(s)
+    raw = 1 / (1 + np.exp(-s))  # the uncalibrated sigmoid of the logit
+    assert expected_calibration_error(probs, y) < expected_calibration_error(raw, y)
+    assert log_loss(probs, y) < log_loss(raw, y)
+
+
+def test_ece_and_reliability_bins_by_hand():
+    p = np.array([0.05, 0.15, 0.15, 0.95])
+    y = np.array([0.0, 1.0, 0.0, 1.0])
+    # bins: [0,.1): conf .05 acc 0 -> .05 x1; [.1,.2): conf .15 acc .5 -> .35 x2; [.9,1]: conf .95 acc 1 -> .05 x1
+    assert expected_calibration_error(p, y) == pytest.approx((0.05 + 0.7 + 0.05) / 4)
+    assert reliability_bins(p, y) == [(0.05, 0.0, 1), (0.15, 0.5, 2), (0.95, 1.0, 1)]
+
+
+def test_bad_input_and_the_file_format(tmp_path):
+    with pytest.raises(InvalidArgumentError, match="both relevant and non-relevant"):
+        fit_platt(np.array([1.0, 2.0]), np.array([1.0, 1.0]))
+    with pytest.raises(InvalidArgumentError, match="one label per score"):
+        fit_isotonic(np.array([1.0, 2.0]), np.array([1.0]))
+    platt = Calibrator(CalibrationMethod.PLATT, a=2.0, b=-1.0)
+    iso = Calibrator(CalibrationMethod.ISOTONIC, x=(0.0, 1.0), y=(0.2, 0.8))
+    (tmp_path / "calibration.json").write_text(json.dumps(
+        {"format_version": 1, "reranker": platt.to_json(), "first_stages": {"dense": iso.to_json()}}))
+    table = CalibrationTable.from_model_dir(tmp_path)
+    assert table.reranker == platt and table.for_stage(FirstStage.DENSE) == iso and table.for_stage(FirstStage.BM25) is None
+    assert platt.apply([0.5])[0] == pytest.approx(0.5) and iso.apply([0.5])[0] == pytest.approx(0.5)
+    assert CalibrationTable.from_model_dir(tmp_path / "none") is None
+    (tmp_path / "calibration.json").write_text(json.dumps({"format_version": 1, "reranker": {"method": "beta"}}))
+    with pytest.raises(InvalidArgumentError, match="not a valid calibration file"):
+        CalibrationTable.from_model_dir(tmp_path)
