@@ -315,3 +315,33 @@ def test_reference_ndcg_on_shared_data(name, shared_eval_cache, tmp_path):
         assert m.metrics["nDCG@10"] == pytest.approx(direct[ir_measures.nDCG @ 10], abs=1e-12)
         rr = str(parse_metrics(["RR@10"], rel=rel)[0])
         assert m.metrics[rr] == pytest.approx(direct[ir_measures.RR(rel=rel) @ 10], abs=1e-12)
+
+
+def test_a_calibrated_reranker_gets_its_ece_and_a_reliability_diagram(tmp_path, tiny_cross_encoder):
+    """Platt with a=1, b=0 (probability = sigmoid(logit)): the ECE the report gives is the one worked out from
+    its own run file and the judgments."""
+    import shutil
+
+    from winnow.rerank.calibration import expected_calibration_error
+    from winnow.rerank.cross_encoder import CrossEncoderReranker
+
+    folder = tmp_path / "calibrated"
+    shutil.copytree(tiny_cross_encoder, folder)
+    (folder / "calibration.json").write_text(json.dumps({"format_version": 1, "reranker": {"method": "platt", "a": 1.0, "b": 0.0}}))
+    dataset = load_beir(make_dataset(tmp_path / "tiny"))
+    report = evaluate(dataset, "dense,dense>rerank", cache_dir=tmp_path / "cache", depth=5,
+                      reranker=CrossEncoderReranker(str(folder), cache=False))
+    plain, reranked = report.methods
+    assert plain.calibration is None and reranked.calibration is not None
+    p, y = [], []
+    for qid, hits in reranked.run.items():
+        for doc, score in hits:  # no fusion.json: the score is the logit
+            if doc in dataset.qrels[qid]:
+                p.append(1 / (1 + np.exp(-score)))
+                y.append(float(dataset.qrels[qid][doc] >= 1))
+    assert reranked.calibration.pairs == len(p)
+    assert reranked.calibration.ece == pytest.approx(expected_calibration_error(np.array(p), np.array(y)))
+    paths = write_report(report, tmp_path / "out")
+    assert paths["reliability:dense>rerank"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads(paths["json"].read_text())["methods"][1]["calibration"]
+    assert saved["judged_hits"] == len(p) and "ECE" in paths["markdown"].read_text()

@@ -69,6 +69,11 @@ def report_to_json(report: EvalReport) -> dict:
                 for stage, v in m.latency_ms.items()
             },
             "queries_without_results": m.no_results,
+            "calibration": None if m.calibration is None else {
+                "ece_10_bins": _num(m.calibration.ece), "judged_hits": m.calibration.pairs,
+                "reliability": [{"mean_probability": _num(c), "fraction_relevant": _num(f), "hits": n}
+                                for c, f, n in m.calibration.bins],
+            },
             "significance": {
                 metric: {
                     "baseline": report.baseline,
@@ -144,12 +149,15 @@ def _p(m: MethodResult, metric: str) -> str:
 
 def table_rows(report: EvalReport) -> tuple[list[str], list[list[str]]]:
     primary = report.primary_metric
-    header = ["method", *report.metrics, f"p ({primary} vs {report.baseline})", "p50 ms", "p95 ms"]
+    calibrated = any(m.calibration is not None for m in report.methods)
+    header = ["method", *report.metrics, f"p ({primary} vs {report.baseline})", *(["ECE"] if calibrated else []),
+              "p50 ms", "p95 ms"]
     rows = []
     for m in report.methods:
         total = m.latency_ms["total"]
+        ece = ([f"{m.calibration.ece:.4f}" if m.calibration is not None else ""] if calibrated else [])
         rows.append(
-            [m.method, *(f"{m.metrics[k]:.4f}" for k in report.metrics), _p(m, primary),
+            [m.method, *(f"{m.metrics[k]:.4f}" for k in report.metrics), _p(m, primary), *ece,
              f"{total.p50:.1f}", f"{total.p95:.1f}"]
         )
     return header, rows
@@ -245,4 +253,34 @@ def write_report(report: EvalReport, output: Path | str) -> dict[str, Path]:
     paths["markdown"] = output / "report.md"
     _write_text(paths["markdown"], format_markdown(report))
     paths["plot"] = write_plot(report, output / "quality-latency.png")
+    for m in report.methods:
+        if m.calibration is not None:
+            name = run_file_name(m.method).removesuffix(".trec")
+            paths[f"reliability:{m.method}"] = write_reliability(m, report, output / f"reliability-{name}.png")
     return paths
+
+
+def write_reliability(m: MethodResult, report: EvalReport, path: Path) -> Path:
+    """A reliability diagram: fraction relevant against mean predicted probability per bin (the diagonal is
+    perfect calibration), with each bin's count of judged hits."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    c = m.calibration
+    fig = Figure(figsize=(4.8, 4.4), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+    ax.plot([b[0] for b in c.bins], [b[1] for b in c.bins], marker="o")
+    for x, y, n in c.bins:
+        ax.annotate(str(n), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("predicted probability of relevance")
+    ax.set_ylabel(f"fraction relevant (grade >= {report.rel})")
+    ax.set_title(f"{report.dataset} {m.method}: ECE {c.ece:.3f} over {c.pairs} judged hits", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    with replacing(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return Path(path)

@@ -190,6 +190,16 @@ class Latency:
 
 
 @dataclass(frozen=True)
+class CalibrationCheck:
+    """How well a method's calibrated probabilities match the judgments: over the judged hits it returned,
+    the expected calibration error (10 equal-width bins) and the reliability diagram's bins."""
+
+    ece: float
+    pairs: int
+    bins: tuple[tuple[float, float, int], ...]  # (mean probability, fraction relevant, hits) per bin
+
+
+@dataclass(frozen=True)
 class MethodResult:
     method: str
     metrics: Mapping[str, float]
@@ -198,6 +208,7 @@ class MethodResult:
     run: Mapping[str, tuple[tuple[str, float], ...]]  # qid -> ((doc_id, score), ...) best first
     no_results: int  # judged queries for which the method returned nothing
     tests: Mapping[str, PairedTest] = field(default_factory=dict)  # metric -> test against the baseline
+    calibration: CalibrationCheck | None = None  # where the hits carry calibrated probabilities
 
 
 @dataclass(frozen=True)
@@ -256,6 +267,7 @@ def run_method(
     run_depth: int = RUN_DEPTH,
     batch_size: int = 1,
     dense_index: str = "auto",
+    rel: int = 1,
 ) -> MethodResult:
     search = _search_fn(spec, col, reranker=reranker, depth=depth, run_depth=run_depth, dense_index=dense_index)
     qids = list(dataset.judged)
@@ -264,6 +276,7 @@ def run_method(
     run: dict[str, tuple[tuple[str, float], ...]] = {}
     stages: dict[str, list[float]] = {}
     totals: list[float] = []
+    probabilities: list[tuple[float, float]] = []  # (probability, relevant?) of judged hits
     for start in range(0, len(qids), batch_size):
         batch = texts[start : start + batch_size]
         t0 = time.perf_counter()
@@ -271,6 +284,9 @@ def run_method(
         per_query = (time.perf_counter() - t0) * 1000.0 / len(batch)
         for qid, ranking in zip(qids[start : start + batch_size], rankings):
             run[qid] = tuple((h.doc_id, float(h.score)) for h in ranking.hits)
+            judged = dataset.qrels.get(qid, {})
+            probabilities += [(h.probability, float(judged[h.doc_id] >= rel)) for h in ranking.hits
+                              if h.probability is not None and h.doc_id in judged]
             totals.append(per_query)
             for stage, ms in ranking.timings_ms.items():
                 stages.setdefault(stage, []).append(float(ms))
@@ -284,7 +300,17 @@ def run_method(
         latency_ms=latency,
         run=run,
         no_results=sum(1 for q in qids if not run.get(q)),
+        calibration=_calibration_check(probabilities),
     )
+
+
+def _calibration_check(pairs: list[tuple[float, float]]) -> CalibrationCheck | None:
+    if not pairs:
+        return None
+    from winnow.rerank.calibration import expected_calibration_error, reliability_bins
+
+    p, y = np.asarray([a for a, _ in pairs]), np.asarray([b for _, b in pairs])
+    return CalibrationCheck(expected_calibration_error(p, y), len(pairs), tuple(reliability_bins(p, y)))
 
 
 def evaluate(
@@ -324,7 +350,7 @@ def evaluate(
             log.info("evaluating %s on %d judged queries", spec.name, len(dataset.judged))
             result = run_method(
                 spec, col, dataset, measures, reranker=reranker, depth=depth, run_depth=run_depth,
-                batch_size=batch_size, dense_index=dense_index,
+                batch_size=batch_size, dense_index=dense_index, rel=rel,
             )
             if results:
                 base = results[0]
