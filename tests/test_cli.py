@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from winnow.cli import main
+from winnow.models.resolve import DEFAULT_RERANKER, SHIPPED_RERANKER
 
 DEMO_CORPUS = Path(__file__).resolve().parents[1] / "examples" / "demo_corpus.jsonl"
 
@@ -123,15 +124,16 @@ def test_search_errors_are_clean(cli_home, capsys):
                        "--top-k", "3")
     assert code == 2 and "winnow-tests/none" in err
     assert "Traceback" not in err
-    # --rerank without a model: winnow's default reranker, and it ships none that passed its bar yet
-    code, _, err = run(capsys, "--data", str(cli_home), "search", "demo", "bread", "--top-k", "3", "--rerank")
-    assert code == 2 and "no default reranker" in err and "'winnow-reranker-minilm-l6-v1'" in err
+    # --rerank without a model: winnow's default reranker, which ships inside the package
+    code, out, _ = run(capsys, "--data", str(cli_home), "search", "demo", "bread", "--top-k", "3", "--rerank", "--json")
+    assert code == 0 and json.loads(out)["reranker"] == DEFAULT_RERANKER
+    assert all(h["rerank_score"] is not None for h in json.loads(out)["hits"])
 
 
 def test_search_with_winnows_shipped_reranker_by_name(cli_home, capsys):
     code, out, _ = run(
         capsys, "--data", str(cli_home), "search", "demo", PY_QUERY, "--method", "dense",
-        "--rerank", "winnow-reranker-minilm-l6-v1", "--depth", "10", "--top-k", "3", "--json",
+        "--rerank", SHIPPED_RERANKER, "--depth", "10", "--top-k", "3", "--json",
     )
     assert code == 0
     result = json.loads(out)

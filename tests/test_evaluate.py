@@ -163,10 +163,12 @@ def test_metrics_take_ir_measures_names_and_rel():
         parse_metrics(["Bogus@10"])
 
 
-def test_rerank_methods_need_a_model(tmp_path):
+def test_rerank_methods_without_a_model_use_the_default_reranker(tmp_path):
+    from winnow.models.resolve import DEFAULT_RERANKER
+
     dataset = load_beir(make_dataset(tmp_path / "ds"))
-    with pytest.raises(InvalidArgumentError, match="dense>rerank need a reranker: pass --rerank MODEL"):
-        evaluate(dataset, "bm25,dense>rerank", cache_dir=tmp_path / "cache")
+    report = evaluate(dataset, "bm25,dense>rerank", cache_dir=tmp_path / "cache", depth=5)
+    assert report.reranker == DEFAULT_RERANKER and report.methods[1].metrics["nDCG@10"] > 0
 
 
 # -- significance ---------------------------------------------------------------------------------

@@ -193,6 +193,13 @@ def test_search_with_rerank_reports_both_stages(http, animals, tiny_cross_encode
     assert stages | {"fetch", "rerank", "total"} <= set(body["timings_ms"])
 
 
+def test_a_probability_threshold_needs_a_calibrated_reranker(http, animals):
+    r = http.post("/collections/fruit/search", json={"query": "apple", "top_k": 3, "min_probability": 0.5})
+    assert r.status_code == 422 and "calibration.json" in r.json()["error"]["message"]
+    r = http.post("/collections/fruit/search", json={"query": "apple", "top_k": 3, "min_probability": 1.5})
+    assert r.status_code == 422 and "min_probability" in r.json()["error"]["message"]
+
+
 def test_search_without_rerank(http, animals):
     body = http.post("/collections/fruit/search", json={"query": "apple", "method": "bm25", "rerank": "none", "top_k": 3}).json()
     assert body["reranker"] is None and "rerank" not in body["timings_ms"]

@@ -110,7 +110,7 @@ def test_precision_auto_follows_the_cpu():
 
 @pytest.fixture(scope="module")
 def slices(tmp_path_factory):
-    """Six lines of every new source (in folders named like the shared ones), mined with BM25."""
+    """Six lines of every new source (in folders named like the shared ones), mined with the dense first stage."""
     missing = [s for s in SOURCES if not (TRAIN / s / "train.jsonl.gz").is_file()]
     if missing:
         pytest.skip(f"shared training sources not found under {TRAIN}: {', '.join(missing)}")
@@ -123,8 +123,8 @@ def slices(tmp_path_factory):
             r["positive"] = r["positive"][:300]
             r["negatives"] = [n[:300] for n in r["negatives"][:4]]
         path = _write_gz(root / src / "train.jsonl.gz", lines)
-        out = root / "mined" / f"{src}-bm25.jsonl"
-        argv = ["mine-negatives", str(path), "-o", str(out), "--method", "bm25", "--skip-top", "0", "--max-rank", "10",
+        out = root / "mined" / f"{src}-dense.jsonl"
+        argv = ["mine-negatives", str(path), "-o", str(out), "--method", "dense", "--skip-top", "0", "--max-rank", "10",
                 "--negatives", "3", "--relative-margin", "-1", "--cache", str(root / "cache"), "--quiet"]
         args = build_parser().parse_args(argv)
         assert args.func(args) == 0
@@ -137,7 +137,7 @@ def test_training_on_a_slice_of_every_source_lowers_the_loss(slices, tmp_path):
 
     for path in slices:
         examples = read_training_file(path)
-        assert len(examples) == 6 and examples[0].qid.startswith(path.name.split("-bm25")[0] + "-q")
+        assert len(examples) == 6 and examples[0].qid.startswith(path.name.split("-dense")[0] + "-q")
         assert all(e.negatives for e in examples), path  # given or mined: every query has negatives
     out = tmp_path / "run"
     argv = ["train", "reranker", "--train", *map(str, slices), "-o", str(out), "--quiet",
@@ -155,4 +155,4 @@ def test_training_on_a_slice_of_every_source_lowers_the_loss(slices, tmp_path):
     for needed in ("SQuAD v1.1 train", "CC BY-SA 4.0", "MedQuAD", "SelQA", "shared under the same terms"):
         assert needed in card, needed
     fusion = json.loads((out / "model" / "fusion.json").read_text())
-    assert set(fusion["first_stages"]) == {"bm25"}  # the dev lists are BM25's: its mix, no other
+    assert set(fusion["first_stages"]) == {"dense"}  # the dev lists are dense ones: that mix, no other

@@ -78,7 +78,9 @@ def cmd_search(args) -> int:
 
         ranking = keep_probable(ranking, args.min_probability)
     if args.json:
-        print(json.dumps({**ranking_to_json(ranking), "model_load_ms": load_ms}, indent=2, ensure_ascii=False))
+        reranker_name = reranker.name if reranker is not None else None
+        print(json.dumps({**ranking_to_json(ranking), "reranker": reranker_name, "model_load_ms": load_ms},
+                         indent=2, ensure_ascii=False))
     else:
         print(format_ranking(ranking, method=args.method, reranked=reranker is not None, top_k=args.top_k,
                              probabilities=args.probabilities))

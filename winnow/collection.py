@@ -1,16 +1,10 @@
 """A named, persistent, incrementally updatable set of documents with its indexes.
 
-On disk a collection is a folder::
-
-    manifest.json    format version, model, chunking, and the committed generation N
-    store.sqlite     documents and chunks (see winnow.store), rows tagged by generation
-    gen-N/           the index files of generation N: flat/ (embeddings), hnsw/, bm25/
-
-A write builds ``gen-(N+1)`` beside the committed one and then replaces ``manifest.json`` in one
-atomic rename: that rename is the commit. A process killed at any moment leaves either the old or
-the new generation; opening the collection (and every later write, under the write lock) rolls SQLite
-back to the generation the manifest names and removes leftover files. Readers never wait for the lock:
-they re-read the manifest when they build a retriever, so they see other processes' commits.
+On disk a collection is a folder of ``manifest.json``, ``store.sqlite`` and one ``gen-N/`` folder of
+index files for the committed generation N; a write builds the next generation beside it and commits by
+renaming the manifest into place, so a crash leaves the old or the new state (the layout and recovery:
+:mod:`winnow.collection_files`). Readers never wait for the write lock: they re-read the manifest when
+they build a retriever, so they see other processes' commits.
 
 The parts live beside this module: :mod:`winnow.collection_files` (layout, lock, recovery),
 :mod:`winnow.collection_write` (the write path) and :mod:`winnow.collection_read` (the loaded indexes

@@ -20,9 +20,9 @@ log = logging.getLogger(__name__)
 DEFAULT_BI_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 
 # winnow's own reranker, trained on ../shared/data/train and shipped in winnow/shipped/ (docs/reranker.md).
-SHIPPED_RERANKER = "winnow-reranker-minilm-l6-v1"
+SHIPPED_RERANKER = "winnow-reranker-minilm-l6-v2"
 # What a reranking that names no model uses: the shipped reranker once it passes its bar, else None.
-DEFAULT_RERANKER: str | None = None
+DEFAULT_RERANKER: str | None = SHIPPED_RERANKER
 
 # Hugging Face id -> (installed package, folder inside it holding the model).
 BUNDLED_PACKAGES: dict[str, tuple[str, str]] = {

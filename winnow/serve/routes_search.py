@@ -40,6 +40,10 @@ def search_router(ctx: AppContext):
             dense_index=req.dense_index,
             filter=req.filter_spec(),
         )
+        if req.min_probability is not None:
+            from winnow.rerank.calibration import keep_probable
+
+            ranking = keep_probable(ranking, req.min_probability)  # a typed error (422) without calibration
         timings = {k: round(v, 3) for k, v in ranking.timings_ms.items()}
         timings["total"] = round((time.perf_counter() - start) * 1000.0, 3)
         for stage, ms in timings.items():

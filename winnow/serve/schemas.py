@@ -192,6 +192,9 @@ class SearchRequest(Body):
         examples=[{"lang": "en", "year": {"$in": [2023, 2024]}}],
     )
     dense_index: Literal["auto", "exact", "hnsw"] = "auto"
+    min_probability: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(
+        None, description="keep only hits at least this likely relevant (needs a reranker that ships a calibration)"
+    )
 
     def reranking(self) -> tuple[bool, str | None]:
         """(whether to rerank, the model named: None for the server's default)."""
