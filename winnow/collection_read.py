@@ -46,20 +46,24 @@ class ReadSnapshot:
     def similarities(self, queries: Sequence[str], doc_ids: Sequence[Sequence[str]]) -> list[list[float]]:
         """Exact dense similarity of each query with each of its documents (the best of the document's
         chunks), whether or not a search would rank them: ``out[i][j]`` is query i with ``doc_ids[i][j]``."""
-        flat = self.flat_index
-        vectors = np.asarray(flat.vectors)
-        rows: dict[str, list[int]] = {}
-        for row, key in enumerate(np.asarray(flat.keys).tolist()):
-            doc_id, _ = self.keymap[int(key)]
-            rows.setdefault(doc_id, []).append(row)
+        vectors = np.asarray(self.flat_index.vectors)
+        rows = self._document_rows
         unknown = sorted({d for ids in doc_ids for d in ids} - rows.keys())
         if unknown:
             raise InvalidArgumentError(f"{len(unknown)} document id(s) not in collection {self.name!r}: {unknown[:5]}")
         q = self.encoder.encode_queries(list(queries))
         return [[float(np.max(vectors[rows[d]] @ q[i])) for d in ids] for i, ids in enumerate(doc_ids)]
 
+    @cached_property
+    def _document_rows(self) -> dict[str, list[int]]:
+        """Each document's rows in the flat index (its chunks), built once per generation."""
+        rows: dict[str, list[int]] = {}
+        for row, key in enumerate(np.asarray(self.flat_index.keys).tolist()):
+            rows.setdefault(self.keymap[int(key)][0], []).append(row)
+        return rows
+
     def _forget_loaded(self) -> None:
-        for attr in ("flat_index", "hnsw_index", "bm25_index", "keymap", "metadata_map"):
+        for attr in ("flat_index", "hnsw_index", "bm25_index", "keymap", "metadata_map", "_document_rows"):
             self.__dict__.pop(attr, None)
 
     @cached_property

@@ -55,10 +55,10 @@ class ModelRegistry:
         self._batchers: dict[tuple[str, str], MicroBatcher] = {}
         self._closed = False
         # every name a client may use for a served model -> its canonical (resolved) name
-        self.warm_rerank = set(self._aliases(settings.rerank_models).values())  # loaded at start
         default = settings.rerank_models[0] if settings.rerank_models else DEFAULT_RERANKER
         shipped = shipped_models()
         self.rerank_aliases = self._aliases([*settings.rerank_models, *shipped])
+        self.warm_rerank = {self.rerank_aliases[n] for n in settings.rerank_models}  # loaded at start
         self.embed_aliases = self._aliases(settings.embed_models)
         if default is None and shipped:
             default = shipped[0]
