@@ -179,8 +179,17 @@ class Winnow:
 
         state = Path(directory) / "collection.txt"  # a prepared collection elsewhere (the eval cache)
         self.col = Collection(Path(state.read_text().strip())) if state.is_file() else Collection.open("bench", home=self.home)
-        for name in ("flat_index", "hnsw_index", "bm25_index", "keymap"):
-            getattr(self.col, name)  # open the indexes now, as a server does at start
+        from winnow.index.hnsw import HNSWIndex
+        from winnow.index.segments import DenseMode
+
+        segments = self.col.load().segment_set  # open the segments now, as a server does at start
+        self.exact, self.lexical = segments.dense(DenseMode.EXACT), segments.lexical()
+        if segments.uses_graphs():
+            self.hnsw = segments.dense(DenseMode.HNSW)
+        else:  # a collection this small keeps no graph: build one over its vectors for the HNSW row
+            keys = segments.live_keys()
+            vectors = np.concatenate([np.asarray(s.vectors)[np.isin(s.keys, keys)] for s in segments.segments])
+            self.hnsw = HNSWIndex.from_vectors(np.concatenate([s.keys[np.isin(s.keys, keys)] for s in segments.segments]), vectors)
         self.row_of = {doc_id: i for i, doc_id in enumerate(self.ids)}
 
     def encode_query(self, query: str):
@@ -191,13 +200,13 @@ class Winnow:
         return [self.row_of[keymap[int(k)][0]] for k in np.asarray(keys).ravel() if k >= 0]
 
     def first_stage(self, query_embedding, k: int = DEPTH) -> list[int]:
-        return self._rows(self.col.flat_index.search(query_embedding, k).keys)
+        return self._rows(self.exact.search(query_embedding, k).keys)
 
     def first_stage_hnsw(self, query_embedding, k: int = DEPTH) -> list[int]:
-        return self._rows(self.col.hnsw_index.search(query_embedding, k).keys)
+        return self._rows(self.hnsw.search(query_embedding, k).keys)
 
     def first_stage_bm25(self, query: str, k: int = DEPTH) -> list[int]:
-        return self._rows(self.col.bm25_index.search([query], k).keys)
+        return self._rows(self.lexical.search([query], k).keys)
 
     def rerank(self, query: str, candidates: list[int]) -> list[int]:
         scores = self.reranker.score(query, [self.texts[i] for i in candidates])

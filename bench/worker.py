@@ -119,10 +119,8 @@ def task_prepare(cfg: dict) -> dict:
     docs = read_docs(corpus_dir / "corpus.jsonl", None)
     if cache.chunks != len(docs):
         raise SystemExit(f"the bench expects one chunk per passage; {cache.chunks} chunks for {len(docs)} documents")
-    key_of = {doc_id: key for key, (doc_id, _) in col.keymap.items()}
-    flat = col.flat_index
-    row_of_key = {int(k): i for i, k in enumerate(np.asarray(flat.keys).tolist())}
-    vectors = np.asarray(flat.vectors)[[row_of_key[key_of[d["_id"]]] for d in docs]]
+    by_doc = col.segment_set.vectors_of([d["_id"] for d in docs])
+    vectors = np.stack([by_doc[d["_id"]][0] for d in docs])
     col.close()
     state = Path(cfg["state"])
     for name in ("seed", "st", "winnow"):

@@ -3,9 +3,10 @@
 ``python tests/_crash_writer.py`` imports torch, sentence-transformers and winnow once (it runs no model,
 so forking it is safe), then reads one JSON command per line on stdin:
 
-- ``{"op": "write", "home": H, "name": N, "batch": FILE, "flags": DIR}``: fork a writer and print its pid.
-  The writer opens collection N in H, loads the model, creates ``DIR/ready``, waits for ``DIR/go``, adds
-  the documents of FILE (a JSON list of Document fields), creates ``DIR/done`` and sleeps until killed.
+- ``{"op": "write", "home": H, "name": N, "batch": FILE, "flags": DIR, "action": "add"}``: fork a writer
+  and print its pid. The writer opens collection N in H, loads the model, creates ``DIR/ready``, waits for
+  ``DIR/go``, adds the documents of FILE (a JSON list of Document fields) or, with ``"action": "optimize"``,
+  merges every segment into one; then creates ``DIR/done`` and sleeps until killed.
 - ``{"op": "reap", "pid": P}``: wait for writer P to end (the test kills it with SIGKILL) and print
   ``reaped P STATUS``.
 
@@ -36,16 +37,19 @@ from winnow.collection import Collection  # noqa: E402
 from winnow.types import Document  # noqa: E402
 
 
-def _writer(home: str, name: str, batch: str, flags: str) -> None:
+def _writer(home: str, name: str, batch: str | None, flags: str, action: str = "add") -> None:
     flag_dir = Path(flags)
     col = Collection.open(name, home=home)
     col.encoder.encode_query("warm up")  # load the model before the kill window opens
     col.chunker
-    docs = [Document(**d) for d in json.loads(Path(batch).read_text(encoding="utf-8"))]
+    docs = [Document(**d) for d in json.loads(Path(batch).read_text(encoding="utf-8"))] if batch else []
     (flag_dir / "ready").touch()
     while not (flag_dir / "go").exists():
         time.sleep(0.001)
-    col.add(docs)
+    if action == "optimize":
+        col.optimize()
+    else:
+        col.add(docs)
     (flag_dir / "done").touch()
     while True:
         time.sleep(60)
@@ -63,7 +67,8 @@ def main() -> None:
                     devnull = os.open(os.devnull, os.O_RDWR)
                     os.dup2(devnull, 0)
                     os.dup2(devnull, 1)
-                    _writer(command["home"], command["name"], command["batch"], command["flags"])
+                    _writer(command["home"], command["name"], command.get("batch"), command["flags"],
+                            command.get("action", "add"))
                 except BaseException:
                     import traceback
 

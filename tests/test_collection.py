@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from winnow.collection import Collection, drop_collection, list_collections
+from winnow.collection_files import stale_files
 from winnow.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
@@ -26,9 +26,8 @@ from winnow.errors import (
 from winnow.models.resolve import DEFAULT_BI_ENCODER, resolve_model
 from winnow.types import Document
 
+from _collection_helpers import METHODS, all_ids, assert_same_ranking, by_id, copy_collection
 from _seed import SEED_DOCS, SEED_QUERY, SEED_TOP5
-
-METHODS = ("bm25", "dense", "hybrid")
 
 SMALL = [
     Document("cats", "Cats are small domesticated carnivores that purr and hunt mice.", "Cats"),
@@ -38,28 +37,6 @@ SMALL = [
     Document("coffee", "Coffee beans are roasted seeds of the coffea plant, brewed into a drink."),
     Document("chess", "Chess is a board game in which each player commands sixteen pieces."),
 ]
-
-
-def by_id(docs) -> dict[str, Document]:
-    return {d.id: d for d in docs}
-
-
-def all_ids(col: Collection, query: str, method: str) -> list[str]:
-    return col.search(query, method=method, top_k=max(len(col), 1)).doc_ids
-
-
-def assert_same_ranking(got, want, atol: float = 1e-4) -> None:
-    """Same documents with the same scores and texts; order may differ only between near-equal scores."""
-    assert len(got) == len(want), (got.doc_ids, want.doc_ids)
-    g = {h.doc_id: h for h in got.hits}
-    w = {h.doc_id: h for h in want.hits}
-    assert g.keys() == w.keys()
-    for doc_id, hit in g.items():
-        assert hit.score == pytest.approx(w[doc_id].score, abs=atol), doc_id
-        assert hit.text == w[doc_id].text and hit.title == w[doc_id].title, doc_id
-    for a, b in zip(got.hits, want.hits):
-        if a.doc_id != b.doc_id:
-            assert abs(a.score - b.score) <= atol, (got.doc_ids, want.doc_ids)
 
 
 @pytest.fixture()
@@ -168,7 +145,7 @@ def test_reopening_after_writes_gives_the_same_results(small):
         assert (len(col), col.generation) == (6, 3)
         for (q, m), ranking in before.items():
             assert_same_ranking(col.search(q, method=m, top_k=6), ranking, atol=1e-6)
-        assert sorted(p.name for p in col.path.iterdir() if p.name.startswith("gen-")) == ["gen-3"]
+        assert stale_files(col.path, col.manifest) == []  # nothing but what generation 3 names
 
 
 def test_bad_documents_are_refused_before_anything_is_written(small):
@@ -277,18 +254,12 @@ def test_opening_with_another_model_is_refused(demo_collection, tiny_cross_encod
         Collection.open("demo", home=home, model=same).close()
 
 
-def copy_collection(src: Path, dst: Path) -> Path:
-    """A copy of a collection folder (SQLite's WAL included; its shared-memory index is rebuilt on open)."""
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*-shm", ".lock"))
-    return dst
-
-
 def test_another_format_version_is_refused(demo_collection, tmp_path):
     path = copy_collection(demo_collection.path, tmp_path / "home" / "demo")
     manifest = json.loads((path / "manifest.json").read_text())
     manifest["format_version"] = 99
     (path / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(IncompatibleCollectionError, match="format version 99; this winnow reads version 1.*Rebuild"):
+    with pytest.raises(IncompatibleCollectionError, match="format version 99; this winnow reads versions 1, 2.*Rebuild"):
         Collection.open("demo", home=tmp_path / "home")
 
 
@@ -361,7 +332,7 @@ def test_opening_during_a_write_neither_waits_nor_undoes_it(small):
         assert all_ids(other, "rivers bridges boats", "bm25")[0].startswith("b")  # searching picks up the commit
         assert len(other) == 46
     with Collection.open("small", home=home) as col:
-        assert col.generation == 2 and len(col) == 46 and (col.path / "gen-2").is_dir()
+        assert col.generation == 2 and len(col) == 46 and (col.path / "segments" / "seg-2").is_dir()
         assert col.search("rivers bridges boats", method="dense", top_k=1).doc_ids[0].startswith("b")
 
 
@@ -370,8 +341,8 @@ CRASH_QUERIES = ["How is Python used in machine learning?", "what makes bread ri
 KILL_POINTS = [
     "early",  # right after the add starts: chunking / encoding
     "sqlite-commit",  # as soon as SQLite's WAL grows: the new generation's rows are being committed
-    "index-files",  # as soon as gen-2.tmp appears: index files are being written
-    "index-renamed",  # as soon as gen-2 appears: between the index rename and the manifest commit
+    "index-files",  # as soon as segments/.seg-2.tmp appears: the new segment's files are being written
+    "index-renamed",  # as soon as segments/seg-2 appears: between the segment's rename and the manifest commit
     "random",  # a random delay of 0-3 s (an add takes about 1-3 s here)
     "after-commit",  # after add() returned
 ]
@@ -476,24 +447,25 @@ def check_recovered(home: Path, setup) -> str:
         ref = setup["refs"][state]
         assert len(col) == len(ref) and col.info().chunks == ref.info().chunks
         assert col.generation == (2 if state == "new" else 1)
-        leftovers = sorted(p.name for p in col.path.iterdir() if p.name.startswith("gen-") or p.name.endswith(".tmp"))
-        assert leftovers == [f"gen-{col.generation}"]
+        assert stale_files(col.path, col.manifest) == []
         for q in CRASH_QUERIES:
             for m in METHODS:
                 assert_same_ranking(col.search(q, method=m, top_k=len(ref)), setup["expected"][(state, q, m)])
     return state
 
 
-def kill_writer(crash_server, batch_file: Path, home: Path, flags: Path, point: str) -> tuple[float, bool]:
+def kill_writer(crash_server, batch_file: Path | None, home: Path, flags: Path, point: str, *, action: str = "add",
+                name: str = "demo", gen: int = 2) -> tuple[float, bool]:
     """Fork a writer adding ``batch_file`` to ``home/demo``, SIGKILL it at ``point``, wait until it is gone.
     Returns the random delay used and whether add() had already returned when the kill came."""
     server, log = crash_server["proc"], crash_server["log"]
     if not crash_server["ready"]:
         assert server.stdout.readline().strip() == "imported", log.read_text()[-3000:]
         crash_server["ready"] = True
-    path = home / "demo"
+    path = home / name
     flags.mkdir()
-    command = {"op": "write", "home": str(home), "name": "demo", "batch": str(batch_file), "flags": str(flags)}
+    command = {"op": "write", "home": str(home), "name": name, "batch": str(batch_file) if batch_file else None,
+               "flags": str(flags), "action": action}
     server.stdin.write(json.dumps(command) + "\n")
     server.stdin.flush()
     pid = int(server.stdout.readline())
@@ -505,9 +477,9 @@ def kill_writer(crash_server, batch_file: Path, home: Path, flags: Path, point: 
     if point == "sqlite-commit":
         _wait_for(lambda: _wal_size(path) > wal or done(), 120, "the SQLite commit", log)
     elif point == "index-files":
-        _wait_for(lambda: (path / "gen-2.tmp").exists() or done(), 120, "gen-2.tmp", log)
+        _wait_for(lambda: (path / "segments" / f".seg-{gen}.tmp").exists() or done(), 120, f"segments/.seg-{gen}.tmp", log)
     elif point == "index-renamed":
-        _wait_for(lambda: (path / "gen-2").exists() or done(), 120, "gen-2", log)
+        _wait_for(lambda: (path / "segments" / f"seg-{gen}").exists() or done(), 120, f"segments/seg-{gen}", log)
     elif point == "after-commit":
         _wait_for(done, 120, "the add to finish", log)
     else:
@@ -559,3 +531,45 @@ def test_a_long_lived_writer_cleans_up_after_a_killed_one(crash_server, crash_se
             ranking = col.search("submarines deep ocean trenches", method=method, top_k=41)
             assert ranking.doc_ids[0] == "late"
             assert not any(d.startswith("new-") for d in ranking.doc_ids)
+
+
+MERGE_KILL_POINTS = ["early", "index-files", "index-renamed", "random", "after-commit"]
+
+
+@pytest.fixture(scope="module")
+def merge_setup(tmp_path_factory, demo_documents):
+    """A collection of several segments with tombstones, and what a fresh build of its documents answers."""
+    root = tmp_path_factory.mktemp("merge-crash")
+    col = Collection.create("segs", home=root / "home")
+    for i in range(0, 40, 8):
+        col.add(demo_documents[i : i + 8])
+    col.add([Document(d.id, d.text + " Revised.", d.title) for d in demo_documents[:3]])
+    col.delete([demo_documents[10].id, demo_documents[30].id])
+    docs = col.get([d.id for d in demo_documents])
+    segments, gen = len(col.manifest["segments"]), col.generation
+    col.close()
+    ref = Collection.create("ref", home=root / "refs")
+    ref.add(list(docs.values()))
+    expected = {(q, m): ref.search(q, method=m, top_k=len(ref)) for q in CRASH_QUERIES for m in METHODS}
+    ref.close()
+    assert segments == 6
+    return {"path": root / "home" / "segs", "docs": docs, "expected": expected, "gen": gen}
+
+
+@pytest.mark.parametrize("point", MERGE_KILL_POINTS)
+def test_a_writer_killed_mid_merge_loses_nothing(point, crash_server, merge_setup, tmp_path):
+    home = tmp_path / "home"
+    copy_collection(merge_setup["path"], home / "segs")
+    delay, finished = kill_writer(crash_server, None, home, tmp_path / "flags", point, action="optimize", name="segs",
+                                  gen=merge_setup["gen"] + 1)
+    with Collection.open("segs", home=home) as col:
+        merged = len(col.manifest["segments"]) == 1
+        if point == "after-commit":
+            assert merged and col.manifest["tombstones"] is None
+        if point == "early" and not finished:
+            assert col.generation in (merge_setup["gen"], merge_setup["gen"] + 1)
+        assert stale_files(col.path, col.manifest) == []
+        assert col.get(sorted(merge_setup["docs"])) == merge_setup["docs"]  # every acknowledged write is there
+        for (q, m), want in merge_setup["expected"].items():
+            assert_same_ranking(col.search(q, method=m, top_k=len(col)), want)
+    print(f"merge kill point {point}: delay {delay:.3f} s, finished: {finished}, merged: {merged}")

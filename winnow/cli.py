@@ -152,9 +152,12 @@ def cmd_collections(args) -> int:
     if not infos:
         print(f"no collections in {_home(args) or default_home()}")
         return 0
-    print(f"{'name':<20} {'documents':>9} {'chunks':>8}  {'model':<40} updated")
+    print(f"{'name':<20} {'documents':>9} {'chunks':>8} {'segments':>8}  {'model':<40} updated")
     for i in infos:
-        print(f"{i.name:<20} {i.documents:>9} {i.chunks:>8}  {i.model:<40} {i.updated}")
+        if i.problem is not None:
+            print(f"{i.name:<20} {'DAMAGED':>9}  {i.problem}")
+            continue
+        print(f"{i.name:<20} {i.documents:>9} {i.chunks:>8} {i.segments:>8}  {i.model:<40} {i.updated}")
     return 0
 
 
@@ -287,7 +290,7 @@ def _extensions():
     """Subcommands living beside their code (eval, serve, train ...): each module registers its own."""
     import importlib
 
-    for module in ("winnow.evaluate.cli", "winnow.serve.cli", "winnow.train.cli", "winnow.models.cli"):
+    for module in ("winnow.cli_maintain", "winnow.evaluate.cli", "winnow.serve.cli", "winnow.train.cli", "winnow.models.cli"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

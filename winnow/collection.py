@@ -1,19 +1,21 @@
 """A named, persistent, incrementally updatable set of documents with its indexes.
 
-On disk a collection is a folder of ``manifest.json``, ``store.sqlite`` and one ``gen-N/`` folder of
-index files for the committed generation N; a write builds the next generation beside it and commits by
-renaming the manifest into place, so a crash leaves the old or the new state (the layout and recovery:
-:mod:`winnow.collection_files`). Readers never wait for the write lock: they re-read the manifest when
-they build a retriever, so they see other processes' commits.
+On disk a collection is a folder of ``manifest.json``, ``store.sqlite``, immutable segments (one per
+write, folded together by merges) and a tombstone file of dead chunks; a write adds a segment beside
+the committed ones and commits by renaming the manifest into place, so a crash leaves the old or the
+new state (the layout and recovery: :mod:`winnow.collection_files`). Readers never wait for the write
+lock: they re-read the manifest when they build a retriever, so they see other processes' commits,
+and a reader keeps the generation it loaded until then.
 
 The parts live beside this module: :mod:`winnow.collection_files` (layout, lock, recovery),
-:mod:`winnow.collection_write` (the write path) and :mod:`winnow.collection_read` (the loaded indexes
-of one generation); this module is the collection's life cycle and query API.
+:mod:`winnow.collection_write` (the write path), :mod:`winnow.collection_merge` (merges),
+:mod:`winnow.collection_read` (the loaded segments of one generation), :mod:`winnow.collection_check`
+(check and repair) and :mod:`winnow.collection_upgrade` (older formats); this module is the
+collection's life cycle and query API.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -28,16 +30,22 @@ from winnow.collection_files import (
     MANIFEST,
     NAME_RE,
     check_name,
+    default_encoder,
     default_home,
     drop_collection,
     model_id,
+    read_manifest,
+    repair_settings,
     same_model,
     undo_interrupted,
     write_lock,
 )
+from winnow.collection_merge import MergePath
 from winnow.collection_read import EXACT_BELOW, ReadSnapshot
+from winnow.collection_upgrade import UPGRADABLE, upgrade
 from winnow.collection_write import WritePath, WriteReport
 from winnow.errors import (
+    CollectionError,
     CollectionExistsError,
     CollectionNotFoundError,
     IncompatibleCollectionError,
@@ -51,7 +59,7 @@ from winnow.types import Document, Ranking
 
 # the names importers know, from the modules the parts live in
 __all__ = [
-    "Collection", "CollectionInfo", "WriteReport", "list_collections", "drop_collection", "default_home",
+    "Collection", "CollectionInfo", "WriteReport", "list_collections", "collection_info", "drop_collection", "default_home",
     "check_name", "MANIFEST", "NAME_RE", "FORMAT_VERSION", "EXACT_BELOW", "METHODS", "DENSE_INDEXES",
 ]
 
@@ -72,10 +80,14 @@ class CollectionInfo:
     window: int
     overlap: int
     updated: str
+    created: str = ""
+    segments: int = 0
+    tombstones: int = 0  # dead chunks still held by segments, until a merge purges them
+    problem: str | None = None  # set where the collection is damaged: what is wrong and how to repair it
 
 
 
-class Collection(ReadSnapshot, WritePath):
+class Collection(ReadSnapshot, WritePath, MergePath):
     """Open with :meth:`open` or :meth:`create`; write with :meth:`add` and :meth:`delete`; search with
     :meth:`search` or build stages with :meth:`retriever`."""
 
@@ -85,15 +97,12 @@ class Collection(ReadSnapshot, WritePath):
         self.path = Path(path)
         self._encoder_for = encoder_for
         self.name = self.path.name
-        manifest_path = self.path / MANIFEST
-        if not manifest_path.is_file():
-            raise CollectionNotFoundError(f"no collection at {self.path} (no {MANIFEST})")
-        self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        self.manifest = read_manifest(self.path)
         version = self.manifest.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in (FORMAT_VERSION, *UPGRADABLE):
             raise IncompatibleCollectionError(
-                f"collection {self.name!r} has format version {version!r}; this winnow reads version "
-                f"{FORMAT_VERSION}. Rebuild it: winnow index PATH --collection {self.name}"
+                f"collection {self.name!r} has format version {version!r}; this winnow reads versions "
+                f"{', '.join(map(str, (*UPGRADABLE, FORMAT_VERSION)))}. Rebuild it: winnow index PATH --collection {self.name}"
             )
         built_with = self.manifest["model"]["name"]
         if model is not None and not same_model(self.manifest["model"], model):
@@ -102,6 +111,8 @@ class Collection(ReadSnapshot, WritePath):
                 f"search it with its own model, or index into a new collection for {model!r}"
             )
         self.store = Store(self.path / "store.sqlite")
+        if version != FORMAT_VERSION:
+            upgrade(self)
         self._recover()
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -114,8 +125,13 @@ class Collection(ReadSnapshot, WritePath):
         model: str = DEFAULT_BI_ENCODER,
         window: int = 256,
         overlap: int = 32,
+        hnsw_min_rows: int = EXACT_BELOW,
     ) -> "Collection":
+        """``hnsw_min_rows``: segments of at least this many chunks get an HNSW graph (dense "auto"
+        walks it); smaller ones are searched exactly."""
         home = Path(home) if home is not None else default_home()
+        if isinstance(hnsw_min_rows, bool) or not isinstance(hnsw_min_rows, int) or hnsw_min_rows < 1:
+            raise InvalidArgumentError(f"hnsw_min_rows must be an integer >= 1, got {hnsw_min_rows!r}")
         path = home / check_name(name)
         if path.exists():
             raise CollectionExistsError(f"collection {name!r} already exists")
@@ -125,23 +141,25 @@ class Collection(ReadSnapshot, WritePath):
         Chunker.for_model(resolved.path, window=window, overlap=overlap)  # validates window/overlap
         home.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=home))
-        Store(tmp / "store.sqlite").close()
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        write_json_atomic(
-            tmp / MANIFEST,
-            {
-                "format_version": FORMAT_VERSION,
-                "name": name,
-                "model": {"name": model_id(resolved), "fingerprint": model_fingerprint(resolved.path)},
-                "chunking": {"window": window, "overlap": overlap},
-                "generation": 0,
-                "dim": None,
-                "counts": {"documents": 0, "chunks": 0},
-                "created": now,
-                "updated": now,
-            },
-            sort_keys=True,
-        )
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "name": name,
+            "model": {"name": model_id(resolved), "fingerprint": model_fingerprint(resolved.path)},
+            "chunking": {"window": window, "overlap": overlap},
+            "index": {"hnsw_min_rows": int(hnsw_min_rows)},
+            "generation": 0,
+            "dim": None,
+            "counts": {"documents": 0, "chunks": 0},
+            "segments": [],
+            "tombstones": None,
+            "created": now,
+            "updated": now,
+        }
+        store = Store(tmp / "store.sqlite")
+        store.save_settings(repair_settings(manifest))  # what winnow repair needs if the manifest is lost
+        store.close()
+        write_json_atomic(tmp / MANIFEST, manifest, sort_keys=True)
         os.rename(tmp, path)
         fsync_dir(home)
         log.info("created collection %s at %s", name, path)
@@ -183,15 +201,11 @@ class Collection(ReadSnapshot, WritePath):
     def model_name(self) -> str:
         return self.manifest["model"]["name"]
 
-    def _gen_dir(self, gen: int) -> Path:
-        return self.path / f"gen-{gen}"
-
     def _refresh(self) -> None:
         """Re-read the manifest; forget loaded indexes if another writer committed a new generation."""
-        try:
-            manifest = json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise CollectionNotFoundError(f"collection {self.name!r} at {self.path} was dropped") from None
+        if not (self.path / MANIFEST).exists():
+            raise CollectionNotFoundError(f"collection {self.name!r} at {self.path} was dropped")
+        manifest = read_manifest(self.path)
         if manifest.get("generation") != self.manifest.get("generation"):
             self._forget_loaded()
         self.manifest = manifest
@@ -212,7 +226,7 @@ class Collection(ReadSnapshot, WritePath):
 
     def _undo_interrupted(self) -> None:
         """Under the write lock: drop SQLite rows and files beyond the committed generation (idempotent)."""
-        undo_interrupted(self.path, self.store, self.generation)
+        undo_interrupted(self.path, self.store, self.manifest)
 
 
     def _write_lock(self, *, wait: bool = True):
@@ -234,12 +248,7 @@ class Collection(ReadSnapshot, WritePath):
     def encoder(self):
         if self._encoder_for is not None:
             return self._encoder_for(self.model_name)
-        from winnow.encode.bi_encoder import BiEncoder
-        from winnow.encode.cache import EmbeddingCache
-
-        # shared by the collections of this home: re-indexing text encoded before costs no model call
-        cache = EmbeddingCache(self.path.parent / ".cache" / "embeddings.sqlite")
-        return BiEncoder(self.model_name, backend=self.backend, cache=cache)
+        return default_encoder(self.path, self.model_name, self.backend)
 
     @cached_property
     def chunker(self):
@@ -263,6 +272,9 @@ class Collection(ReadSnapshot, WritePath):
             window=c["chunking"]["window"],
             overlap=c["chunking"]["overlap"],
             updated=c["updated"],
+            created=c.get("created", ""),
+            segments=len(c.get("segments") or ()),
+            tombstones=int(c["counts"].get("tombstones", 0)),
         )
 
     def get(self, ids: Sequence[str]) -> dict[str, Document]:
@@ -285,17 +297,19 @@ class Collection(ReadSnapshot, WritePath):
             raise InvalidArgumentError(
                 f"unknown dense index {dense_index!r}; choose one of: {', '.join(DENSE_INDEXES)}"
             )
+        from winnow.index.segments import DenseMode
+
         self._refresh()  # a long-lived reader picks up generations other processes committed
         n_docs = len(self)
         allowed = self.matching_ids(filter) if filter is not None else None
+        segments = self.segment_set
+        keymap = segments.keymap
+        lexical = BM25Retriever(segments.lexical(allowed), keymap, n_docs=n_docs, allowed=allowed)
         if method == "bm25":
-            return BM25Retriever(_or_empty(self.bm25_index), self.keymap, n_docs=n_docs, allowed=allowed)
-        use_hnsw = dense_index == "hnsw" or (dense_index == "auto" and self._auto_uses_hnsw())
-        index = self.hnsw_index if use_hnsw else self.flat_index
-        dense = DenseRetriever(self.encoder, _or_empty(index), self.keymap, n_docs=n_docs, allowed=allowed)
+            return lexical
+        dense = DenseRetriever(self.encoder, segments.dense(DenseMode(dense_index), allowed), keymap, n_docs=n_docs, allowed=allowed)
         if method == "dense":
             return dense
-        lexical = BM25Retriever(_or_empty(self.bm25_index), self.keymap, n_docs=n_docs, allowed=allowed)
         return HybridRetriever([lexical, dense], fusion=fusion)
 
     def search(
@@ -308,10 +322,15 @@ class Collection(ReadSnapshot, WritePath):
         reranker=None,
         dense_index: str = "auto",
         filter: dict | None = None,
+        reading=None,
+        budget=None,
     ) -> Ranking:
         """First stage (and reranker, if given) for one query: a hydrated :class:`Ranking`.
 
-        ``filter`` keeps only documents whose metadata matches, e.g. ``{"lang": "en", "year": {"$in": [2024]}}``."""
+        ``filter`` keeps only documents whose metadata matches, e.g. ``{"lang": "en", "year": {"$in": [2024]}}``.
+        ``reading`` and ``budget``: how the rerank stage reads long candidates (default: the reranker's own
+        :class:`~winnow.rerank.reading.Reading`; one that reads windows gets whole documents) and the time it
+        may take (:class:`~winnow.rerank.budget.Budget`), see :class:`~winnow.pipeline.Pipeline`."""
         from winnow.pipeline import Pipeline
 
         pipeline = Pipeline(
@@ -320,29 +339,36 @@ class Collection(ReadSnapshot, WritePath):
             depth=depth,
             top_k=top_k,
             hydrate=self.hydrate,
+            reading=reading,
+            budget=budget,
+            documents=self.get,
         )
         return pipeline.search(query)
 
 
 
-class _EmptyIndex:
-    def __len__(self) -> int:
-        return 0
-
-
-def _or_empty(index):
-    return index if index is not None else _EmptyIndex()
-
-
-
 def list_collections(home: Path | str | None = None) -> list[CollectionInfo]:
+    """Every collection in ``home``; a damaged one is listed with its ``problem`` and never stops the
+    others from being listed."""
     home = Path(home) if home is not None else default_home()
     if not home.is_dir():
         return []
     out = []
     for p in sorted(home.iterdir()):
         if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file():
-            with Collection(p) as c:
-                out.append(c.info())
+            out.append(collection_info(p))
     return out
+
+
+def collection_info(path: Path) -> CollectionInfo:
+    """The collection's facts, or a :class:`CollectionInfo` naming its problem where it cannot be read."""
+    try:
+        with Collection(path) as c:
+            c.segment_set  # a missing or unreadable segment shows here
+            return c.info()
+    except (CollectionError, OSError) as exc:
+        return CollectionInfo(
+            name=path.name, path=path, model="", documents=0, chunks=0, generation=0, window=0, overlap=0,
+            updated="", problem=str(exc),
+        )
 

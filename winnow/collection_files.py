@@ -2,34 +2,39 @@
 
 A collection is a folder::
 
-    manifest.json    format version, model, chunking, and the committed generation N
+    manifest.json    format version, model, chunking, the committed generation N, and which
+                     segments and tombstone file make up generation N
     store.sqlite     documents and chunks (see winnow.store), rows tagged by generation
-    gen-N/           the index files of generation N: flat/ (embeddings), hnsw/, bm25/
+    segments/seg-G/  immutable segments (winnow.index.segment), each written by generation G
+    dead-N.npy       the keys of generation N's dead chunks (tombstones), where there are any
 
-A write builds ``gen-(N+1)`` beside the committed one and then replaces ``manifest.json`` in one
-atomic rename: that rename is the commit. A process killed at any moment leaves either the old or
-the new generation; opening the collection (and every later write, under the write lock) rolls SQLite
-back to the generation the manifest names and removes leftover files (:func:`undo_interrupted`).
+A write adds one new segment (and a new tombstone file) beside the committed files and then replaces
+``manifest.json`` in one atomic rename: that rename is the commit. A process killed at any moment
+leaves either the old or the new generation; opening the collection (and every later write, under the
+write lock) rolls SQLite back to the generation the manifest names and removes files no manifest
+names (:func:`undo_interrupted`). Format 1 (one ``gen-N/`` folder of whole indexes) is upgraded in
+place on first open (:mod:`winnow.collection_upgrade`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import re
 import shutil
 from pathlib import Path
 
-from winnow.errors import CollectionNotFoundError, InvalidArgumentError
+from winnow.errors import CollectionDamagedError, CollectionNotFoundError, InvalidArgumentError
 from winnow.models.fingerprint import model_fingerprint
 from winnow.models.resolve import resolve_model
-from winnow.storage import fsync_dir
 
 log = logging.getLogger("winnow.collection")
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+SEGMENTS = "segments"
 MANIFEST = "manifest.json"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -51,17 +56,6 @@ def check_name(name: str) -> str:
 
 
 
-def fsync_tree(path: Path) -> None:
-    """Sync every file and folder under ``path`` (a generation built beside the committed one)."""
-    for p in sorted(path.rglob("*")):
-        if p.is_file():
-            with open(p, "rb") as fh:
-                os.fsync(fh.fileno())
-    for d in [path, *(p for p in path.rglob("*") if p.is_dir())]:
-        fsync_dir(d)
-
-
-
 @contextlib.contextmanager
 def write_lock(folder: Path, *, wait: bool = True):
     """Hold a collection's write lock; yields whether it is held (with ``wait=False`` it is not when
@@ -78,14 +72,72 @@ def write_lock(folder: Path, *, wait: bool = True):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def undo_interrupted(folder: Path, store, gen: int) -> None:
-    """Under the write lock: drop SQLite rows and files beyond the committed generation ``gen`` (idempotent)."""
-    store.rollback_to(gen)
-    for p in folder.iterdir():
-        stale_gen = p.name.startswith("gen-") and p.name != f"gen-{gen}"
-        if stale_gen or p.name.endswith(".tmp"):
-            log.info("removing leftover %s from an interrupted write", p)
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
+def undo_interrupted(folder: Path, store, manifest: dict) -> None:
+    """Under the write lock: drop SQLite rows beyond the committed generation and every file the
+    committed manifest does not name (an interrupted write's, or a merge's inputs) (idempotent)."""
+    store.rollback_to(int(manifest["generation"]))
+    remove_stale(folder, manifest)
+
+
+def remove_stale(folder: Path, manifest: dict) -> None:
+    """Remove the files ``manifest`` does not name: an interrupted write's, or those a commit superseded."""
+    for p in stale_files(folder, manifest):
+        log.debug("removing %s: the committed manifest does not name it", p)
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def stale_files(folder: Path, manifest: dict) -> list[Path]:
+    """Files in a collection folder that its manifest does not name."""
+    keep = set(manifest.get("segments") or ())
+    out = [p for p in folder.iterdir() if p.name.endswith(".tmp") or p.name.startswith("gen-")
+           or (p.name.startswith("dead-") and p.name != manifest.get("tombstones"))]
+    seg_dir = folder / SEGMENTS
+    if seg_dir.is_dir():
+        out += [p for p in seg_dir.iterdir() if p.name not in keep]
+    return sorted(out)
+
+
+REQUIRED = ("format_version", "model", "chunking", "generation", "counts")
+SETTINGS = ("name", "model", "chunking", "index", "created")  # what the store keeps for a repair
+
+
+def read_manifest(folder: Path) -> dict:
+    """The committed manifest; a missing, truncated or otherwise unreadable one raises
+    :class:`CollectionDamagedError` saying what is wrong and how to repair it."""
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CollectionNotFoundError(f"no collection at {folder} (no {MANIFEST})") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise damaged_manifest(folder.name, f"{MANIFEST} is not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise damaged_manifest(folder.name, f"{MANIFEST} holds a {type(manifest).__name__}, not an object")
+    lacking = [k for k in REQUIRED if k not in manifest]
+    if lacking:
+        raise damaged_manifest(folder.name, f"{MANIFEST} lacks {', '.join(lacking)}")
+    return manifest
+
+
+def damaged_manifest(name: str, what: str) -> CollectionDamagedError:
+    return CollectionDamagedError(
+        f"collection {name!r} is damaged: {what}. Rebuild its manifest and indexes from its store with: "
+        f"winnow repair {name}"
+    )
+
+
+def repair_settings(manifest: dict) -> dict:
+    """The parts of a manifest its store keeps too, so that a lost manifest can be rebuilt."""
+    return {k: manifest[k] for k in SETTINGS if k in manifest}
+
+
+def default_encoder(folder: Path, model: str, backend: str = "auto"):
+    """winnow's bi-encoder for a collection's model, with the embedding cache its home shares (re-indexing
+    text encoded before costs no model call)."""
+    from winnow.encode.bi_encoder import BiEncoder
+    from winnow.encode.cache import EmbeddingCache
+
+    return BiEncoder(model, backend=backend, cache=EmbeddingCache(folder.parent / ".cache" / "embeddings.sqlite"))
 
 
 def model_id(resolved) -> str:

@@ -1,6 +1,6 @@
-"""A collection's read side: the index files of its committed generation, loaded once and forgotten when
-another writer commits a newer one, and the reads built on them (chunk map, metadata filters, exact
-similarities, filling hits in from the store)."""
+"""A collection's read side: the segments and tombstones of its committed generation, loaded once and
+forgotten when another writer commits a newer one, and the reads built on them (chunk map, metadata
+filters, exact similarities, filling hits in from the store)."""
 
 from __future__ import annotations
 
@@ -9,28 +9,28 @@ from typing import Sequence
 
 import numpy as np
 
-from winnow.errors import InvalidArgumentError
-from winnow.types import Ranking
+from winnow.collection_files import SEGMENTS
+from winnow.errors import CollectionDamagedError, InvalidArgumentError
+from winnow.types import Chunk, Ranking
 
-EXACT_BELOW = 20_000  # "auto" searches exactly below this many chunks, through HNSW above
+EXACT_BELOW = 20_000  # a segment of this many chunks or more gets an HNSW graph, which "auto" walks
+
+
+def damaged(name: str, what: str) -> CollectionDamagedError:
+    return CollectionDamagedError(
+        f"collection {name!r} is damaged: {what}. See what is wrong with: winnow check {name}; "
+        f"rebuild its indexes from its store with: winnow repair {name}"
+    )
 
 
 class ReadSnapshot:
     """The reading half of :class:`~winnow.collection.Collection` (a mixin: it uses the collection's path,
-    store, generation and encoder)."""
-
-    def _load_flat(self, gen: int):
-        from winnow.index.flat import FlatIndex
-
-        path = self._gen_dir(gen) / "flat"
-        return FlatIndex.load(path) if path.is_dir() else None
+    store, manifest and encoder)."""
 
     def load(self) -> "ReadSnapshot":
-        """Load what searches read (chunk map, BM25, and the dense index ``dense_index="auto"`` uses) now,
-        while this generation's files are certainly there; returns the collection."""
-        self.keymap
-        self.bm25_index
-        self.hnsw_index if self._auto_uses_hnsw() else self.flat_index
+        """Load what searches read (segments, tombstones, HNSW graphs) now, while this generation's files
+        are certainly there; returns the collection."""
+        self.segment_set
         return self
 
     def warm_up(self, method: str = "hybrid") -> "ReadSnapshot":
@@ -41,52 +41,69 @@ class ReadSnapshot:
         return self
 
     def _auto_uses_hnsw(self) -> bool:
-        return len(self.keymap) >= EXACT_BELOW
+        return self.segment_set.uses_graphs()
+
+    @cached_property
+    def segment_set(self):
+        """The committed generation's segments and tombstones. A merge committed by another process may
+        have removed a segment the manifest we read named: then the manifest is read again."""
+        for attempt in range(3):
+            try:
+                return self._load_segments(self.manifest, graphs=True)
+            except FileNotFoundError as exc:
+                if attempt == 2 or not self._manifest_moved():
+                    raise damaged(self.name, f"a file of generation {self.generation} is missing: {exc.filename}") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _manifest_moved(self) -> bool:
+        """Re-read the manifest; whether another writer committed since (then loaded state is forgotten)."""
+        before = self.generation
+        self._refresh()
+        return self.generation != before
+
+    def _load_segments(self, manifest: dict, *, graphs: bool):
+        """The segments ``manifest`` names (with their HNSW graphs read, for ``graphs``) and its tombstones."""
+        from winnow.index.base import IncompatibleIndexError
+        from winnow.index.segment import Segment
+        from winnow.index.segments import SegmentSet, Tombstones
+
+        folder = self.path / SEGMENTS
+        segments = []
+        for name in manifest.get("segments") or ():
+            if not (folder / name).is_dir():
+                raise FileNotFoundError(2, "segment folder missing", str(folder / name))
+            try:
+                seg = Segment(folder / name)
+                if graphs:
+                    seg.hnsw  # read now: a merge may remove the folder later
+            except FileNotFoundError:
+                raise
+            except (IncompatibleIndexError, OSError, ValueError) as exc:  # truncated or overwritten files
+                raise damaged(self.name, f"segment {name} cannot be read: {exc}") from None
+            segments.append(seg)
+        dead = manifest.get("tombstones")
+        tombstones = Tombstones.of(np.load(self.path / dead, allow_pickle=False) if dead else [])
+        return SegmentSet(segments, tombstones)
 
     def similarities(self, queries: Sequence[str], doc_ids: Sequence[Sequence[str]]) -> list[list[float]]:
         """Exact dense similarity of each query with each of its documents (the best of the document's
         chunks), whether or not a search would rank them: ``out[i][j]`` is query i with ``doc_ids[i][j]``."""
-        vectors = np.asarray(self.flat_index.vectors)
-        rows = self._document_rows
-        unknown = sorted({d for ids in doc_ids for d in ids} - rows.keys())
+        wanted = sorted({d for ids in doc_ids for d in ids})
+        vectors = self.segment_set.vectors_of(wanted)
+        unknown = [d for d in wanted if d not in vectors]
         if unknown:
             raise InvalidArgumentError(f"{len(unknown)} document id(s) not in collection {self.name!r}: {unknown[:5]}")
         q = self.encoder.encode_queries(list(queries))
-        return [[float(np.max(vectors[rows[d]] @ q[i])) for d in ids] for i, ids in enumerate(doc_ids)]
-
-    @cached_property
-    def _document_rows(self) -> dict[str, list[int]]:
-        """Each document's rows in the flat index (its chunks), built once per generation."""
-        rows: dict[str, list[int]] = {}
-        for row, key in enumerate(np.asarray(self.flat_index.keys).tolist()):
-            rows.setdefault(self.keymap[int(key)][0], []).append(row)
-        return rows
+        return [[float(np.max(vectors[d] @ q[i])) for d in ids] for i, ids in enumerate(doc_ids)]
 
     def _forget_loaded(self) -> None:
-        for attr in ("flat_index", "hnsw_index", "bm25_index", "keymap", "metadata_map", "_document_rows"):
+        for attr in ("segment_set", "metadata_map"):
             self.__dict__.pop(attr, None)
 
-    @cached_property
-    def flat_index(self):
-        return self._load_flat(self.generation)
-
-    @cached_property
-    def hnsw_index(self):
-        from winnow.index.hnsw import HNSWIndex
-
-        path = self._gen_dir(self.generation) / "hnsw"
-        return HNSWIndex.load(path) if path.is_dir() else None
-
-    @cached_property
-    def bm25_index(self):
-        from winnow.index.bm25 import BM25Index
-
-        path = self._gen_dir(self.generation) / "bm25"
-        return BM25Index.load(path) if path.is_dir() else None
-
-    @cached_property
-    def keymap(self) -> dict[int, tuple[str, int]]:
-        return {c.key: (c.doc_id, c.index) for c in self.store.live_chunks(self.generation)}
+    @property
+    def keymap(self):
+        """key -> (document id, chunk index) of every live chunk."""
+        return self.segment_set.keymap
 
     @cached_property
     def metadata_map(self) -> dict[str, dict]:
@@ -99,6 +116,16 @@ class ReadSnapshot:
 
         normal = check_filter(filter)
         return frozenset(doc_id for doc_id, md in self.metadata_map.items() if matches(normal, md))
+
+    def chunks_of(self, doc_id: str) -> tuple[Chunk, ...]:
+        """The document's chunks as stored (``text == document.text[start:end]``), in order; () for an unknown id."""
+        doc = self.store.documents(self.generation, [doc_id]).get(doc_id)
+        if doc is None:
+            return ()
+        spans = self.store.chunk_spans(self.generation, [doc_id])
+        return tuple(
+            Chunk(doc_id, i, doc.text[s:e], s, e, doc.title) for (_, i), (s, e) in sorted(spans.items())
+        )
 
     def hydrate(self, ranking: Ranking) -> Ranking:
         """Fill in each hit's title, metadata and best-chunk text from the store."""

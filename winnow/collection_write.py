@@ -1,25 +1,27 @@
 """A collection's write path: documents in, a new committed generation out.
 
 Under the write lock, a write re-reads the manifest and undoes any interrupted write, skips identical
-documents, chunks and encodes only what changed, writes the store rows of generation N+1, builds its
-index files beside the committed ones (reusing the vectors of unchanged chunks), and commits by
-replacing ``manifest.json`` (:mod:`winnow.collection_files`).
+documents, chunks and encodes only what changed, writes the store rows of generation N+1, writes one
+new segment holding only the new chunks and a tombstone file naming the chunks it replaced or deleted,
+and commits by replacing ``manifest.json`` (:mod:`winnow.collection_files`). So a write costs
+O(batch), not O(collection); afterwards the merge policy may fold small segments together
+(:mod:`winnow.collection_merge`), as another commit.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from winnow.collection_files import MANIFEST, fsync_tree
+from winnow.collection_files import FORMAT_VERSION, MANIFEST, SEGMENTS, remove_stale
+from winnow.collection_read import EXACT_BELOW
 from winnow.errors import CollectionExistsError, InvalidArgumentError
+from winnow.index.segment import SegmentRows, write_segment
 from winnow.limits import MAX_DOCUMENT_CHARS, check_document_sizes
-from winnow.storage import fsync_dir, write_json_atomic
+from winnow.storage import atomic_write_bytes, write_json_atomic
 from winnow.store import document_hash
 from winnow.types import Document
 
@@ -83,25 +85,33 @@ class WritePath:
                 vectors = self.encoder.encode_documents([c.content for c in chunks], progress=progress)
             else:  # deletions only: no need to load the model
                 vectors = np.zeros((0, self.manifest.get("dim") or 0), dtype=np.float32)
-            new_gen = gen + 1
-            keys = self.store.write_generation(new_gen, changed, chunks, deleting)
-            self._build_generation(new_gen, np.asarray(keys, dtype=np.int64), vectors)
-            n_docs = self.store.count_documents(new_gen)
-            n_chunks = len(self.store.live_chunks(new_gen))
-            manifest = dict(self.manifest)
-            manifest.update(
-                generation=new_gen,
-                dim=int(vectors.shape[1]) if len(vectors) else manifest.get("dim"),
-                counts={"documents": n_docs, "chunks": n_chunks},
-                updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            )
-            write_json_atomic(self.path / MANIFEST, manifest, sort_keys=True)  # the commit point
-            self.manifest = manifest
-            self._forget_loaded()
-            shutil.rmtree(self._gen_dir(gen), ignore_errors=True)
-            self.store.purge(new_gen)
             updated = sum(1 for d in changed if d.id in known)
-            return WriteReport(
+            new_gen = gen + 1
+            retired = self.store.live_chunk_keys(gen, [d.id for d in changed if d.id in known] + deleting)
+            keys = self.store.write_generation(new_gen, changed, chunks, deleting)
+            segments = list(self.manifest.get("segments") or ())
+            if chunks:
+                rows = SegmentRows(
+                    keys=np.asarray(keys, dtype=np.int64),
+                    doc_ids=[c.doc_id for c in chunks],
+                    chunk_idx=np.asarray([c.index for c in chunks], dtype=np.int32),
+                    vectors=vectors,
+                    texts=[c.content for c in chunks],
+                )
+                segments.append(self._write_segment(new_gen, rows))
+            tombstones = self._tombstones().union(retired)
+            counts = self.manifest["counts"]
+            self._commit(
+                new_gen,
+                segments=segments,
+                tombstones=tombstones,
+                counts={
+                    "documents": counts["documents"] + len(changed) - updated - len(deleting),
+                    "chunks": counts["chunks"] + len(chunks) - len(retired),
+                },
+                dim=int(vectors.shape[1]) if len(vectors) else self.manifest.get("dim"),
+            )
+            report = WriteReport(
                 added=len(changed) - updated,
                 updated=updated,
                 unchanged=len(docs) - len(changed),
@@ -111,54 +121,50 @@ class WritePath:
                 generation=new_gen,
                 seconds=time.perf_counter() - start,
             )
+            if self.auto_merge:
+                self._merge_by_policy()
+            return report
 
-    def _build_generation(self, gen: int, new_keys: np.ndarray, new_vectors: np.ndarray) -> None:
-        from winnow.index.bm25 import BM25Index
-        from winnow.index.flat import FlatIndex
-        from winnow.index.hnsw import HNSWIndex
+    auto_merge: bool = True  # fold small segments together after a write (see winnow.collection_merge)
 
-        live_keys = np.asarray([c.key for c in self.store.live_chunks(gen)], dtype=np.int64)
-        old_flat = self._load_flat(self.generation)
-        vectors = gather_vectors(live_keys, new_keys, new_vectors, old_flat)
-        tmp = self.path / f"gen-{gen}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        dim = vectors.shape[1] if vectors.size else (new_vectors.shape[1] if new_vectors.ndim == 2 else 0)
-        if len(live_keys):
-            flat = FlatIndex(dim)
-            flat.add(live_keys, vectors)
-            flat.save(tmp / "flat")
-            HNSWIndex.from_vectors(live_keys, vectors).save(tmp / "hnsw")
-            contents = list(self.store.iter_chunk_contents(gen))
-            BM25Index.build(np.asarray([k for k, _ in contents], dtype=np.int64), [t for _, t in contents]).save(
-                tmp / "bm25"
-            )
-        fsync_tree(tmp)
-        os.rename(tmp, self._gen_dir(gen))
-        fsync_dir(self.path)
+    def _write_segment(self, gen: int, rows: "SegmentRows", postings=None) -> str:
+        """Write segment ``seg-<gen>`` beside the committed files (named in the manifest at commit)."""
+        name = f"seg-{gen}"
+        write_segment(self.path / SEGMENTS, name, rows, postings=postings, hnsw_min_rows=self.hnsw_min_rows)
+        return name
 
+    def _tombstones(self):
+        from winnow.index.segments import Tombstones
 
+        name = self.manifest.get("tombstones")
+        return Tombstones.of(np.load(self.path / name, allow_pickle=False) if name else [])
 
-def gather_vectors(live_keys: np.ndarray, new_keys: np.ndarray, new_vectors: np.ndarray, old_flat) -> np.ndarray:
-    """Rows for ``live_keys``: new chunks from ``new_vectors``, the rest reused from the old flat index."""
-    if len(live_keys) == 0:
-        return np.zeros((0, new_vectors.shape[1] if new_vectors.ndim == 2 else 0), dtype=np.float32)
-    dim = new_vectors.shape[1] if len(new_keys) else old_flat.dim
-    out = np.empty((len(live_keys), dim), dtype=np.float32)
-    position = {int(k): i for i, k in enumerate(live_keys.tolist())}
-    filled = np.zeros(len(live_keys), dtype=bool)
-    for k, v in zip(new_keys.tolist(), new_vectors):
-        out[position[k]] = v
-        filled[position[k]] = True
-    if old_flat is not None and not filled.all():
-        old_pos = {int(k): i for i, k in enumerate(np.asarray(old_flat.keys).tolist())}
-        rows = np.flatnonzero(~filled)
-        src = np.asarray([old_pos[int(live_keys[r])] for r in rows], dtype=np.int64)
-        out[rows] = np.asarray(old_flat.vectors)[src]
-        filled[rows] = True
-    if not filled.all():  # pragma: no cover - would mean the store and the index files disagree
-        raise RuntimeError("internal error: some live chunks have no embedding")
-    return out
+    @property
+    def hnsw_min_rows(self) -> int:
+        return int(self.manifest.get("index", {}).get("hnsw_min_rows", EXACT_BELOW))
+
+    def _commit(self, gen: int, *, segments: list[str], tombstones, counts: dict, dim) -> None:
+        """Write generation ``gen``'s tombstones, then its manifest (the commit point); then drop the files
+        no manifest names any more and the store rows no generation from ``gen`` on can see."""
+        dead_name = None
+        if len(tombstones):
+            dead_name = f"dead-{gen}.npy"
+            atomic_write_bytes(self.path / dead_name, lambda f: np.save(f, tombstones.keys, allow_pickle=False))
+        manifest = dict(self.manifest)
+        manifest.update(
+            format_version=FORMAT_VERSION,
+            generation=gen,
+            segments=segments,
+            tombstones=dead_name,
+            dim=dim,
+            counts={**counts, "tombstones": len(tombstones)},
+            updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        )
+        write_json_atomic(self.path / MANIFEST, manifest, sort_keys=True)  # the commit point
+        self.manifest = manifest
+        self._forget_loaded()
+        remove_stale(self.path, manifest)
+        self.store.purge(gen)
 
 
 def check_documents(docs: Sequence[Document]) -> None:

@@ -53,3 +53,8 @@ class CollectionExistsError(CollectionError):
 
 class IncompatibleCollectionError(CollectionError):
     """The collection was built with another model or an unknown format version."""
+
+
+class CollectionDamagedError(CollectionError):
+    """A collection's files were damaged from outside (a truncated manifest, a missing segment): the
+    message says what is wrong and how to repair it (``winnow check`` / ``winnow repair``)."""

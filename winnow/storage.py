@@ -34,6 +34,16 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def fsync_tree(path: Path) -> None:
+    """Sync every file and folder under ``path`` (a generation built beside the committed one)."""
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            with open(p, "rb") as fh:
+                os.fsync(fh.fileno())
+    for d in [path, *(p for p in path.rglob("*") if p.is_dir())]:
+        fsync_dir(d)
+
+
 @contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block succeeds, the file written there is synced

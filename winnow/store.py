@@ -39,6 +39,14 @@ CREATE TABLE IF NOT EXISTS chunks (
     deleted_gen INTEGER
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
+CREATE INDEX IF NOT EXISTS documents_deleted ON documents(deleted_gen) WHERE deleted_gen IS NOT NULL;
+CREATE INDEX IF NOT EXISTS chunks_deleted ON chunks(deleted_gen) WHERE deleted_gen IS NOT NULL;
+CREATE INDEX IF NOT EXISTS documents_added ON documents(added_gen);
+CREATE INDEX IF NOT EXISTS chunks_added ON chunks(added_gen);
+CREATE TABLE IF NOT EXISTS settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 LIVE = "added_gen <= :gen AND (deleted_gen IS NULL OR deleted_gen > :gen)"
@@ -86,6 +94,29 @@ class Store:
     def live_chunks(self, gen: int) -> list[StoredChunk]:
         rows = self.db.execute(f"SELECT key, doc_id, idx FROM chunks WHERE {LIVE} ORDER BY key", {"gen": gen})
         return [StoredChunk(*r) for r in rows]
+
+    def live_chunk_keys(self, gen: int, doc_ids: Sequence[str]) -> list[int]:
+        """Keys of the live chunks of these documents."""
+        return [k for (k,) in self._live_in(gen, "chunks", "key", "doc_id", doc_ids)]
+
+    def latest_generation(self) -> int:
+        """The highest generation any row was added or retired at (what a lost manifest had, unless a
+        write was interrupted after its store commit)."""
+        row = self.db.execute(
+            "SELECT MAX(g) FROM (SELECT MAX(added_gen) AS g FROM documents UNION ALL SELECT MAX(deleted_gen) FROM documents)"
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def settings(self) -> dict:
+        """The collection's settings this store keeps beside the manifest (model, chunking), for repairs."""
+        return {name: json.loads(value) for name, value in self.db.execute("SELECT name, value FROM settings")}
+
+    def save_settings(self, settings: dict) -> None:
+        with self.db:
+            self.db.executemany(
+                "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                [(k, json.dumps(v, sort_keys=True)) for k, v in settings.items()],
+            )
 
     def live_metadata(self, gen: int) -> dict[str, dict]:
         """Every live document's metadata, by id."""

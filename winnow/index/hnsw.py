@@ -129,19 +129,22 @@ class HNSWIndex(Index):
         self._keys = self._keys[live]
         self._dead = np.zeros(live.size, dtype=bool)
 
-    def search(self, queries: Any, k: int) -> SearchResult:
-        """Approximate top ``k`` by inner product; queries are (n, dim) or one (dim,) vector."""
+    def search(self, queries: Any, k: int, *, live: np.ndarray | None = None) -> SearchResult:
+        """Approximate top ``k`` by inner product; queries are (n, dim) or one (dim,) vector. ``live``: a
+        bool mask over the rows in insertion order; rows it marks False are skipped inside the graph walk
+        (a collection's tombstones and filters), so they never take a slot of the ``k``."""
         k = check_k(k)
         queries = as_vectors(queries, self.dim, "queries")
         result = empty_result(queries.shape[0], k)
-        n_live = len(self)
+        dead = self._dead if live is None else self._dead | ~np.asarray(live, dtype=bool)
+        n_live = int(dead.size - np.count_nonzero(dead))
         if n_live == 0 or queries.shape[0] == 0:
             return result
         k_eff = min(k, n_live)
         rows = np.arange(queries.shape[0])
         ef = max(self.ef_search, k_eff)
         while rows.size:
-            scores, labels = self._search_graph(queries[rows], k_eff, ef)
+            scores, labels = self._search_graph(queries[rows], k_eff, ef, dead)
             found = labels >= 0
             safe = np.where(found, labels, 0)
             result.keys[rows, :k_eff] = np.where(found, self._keys[safe], -1)
@@ -153,13 +156,13 @@ class HNSWIndex(Index):
             rows, ef = rows[short], min(ef * 4, self._keys.size)
         return result
 
-    def _search_graph(self, queries: np.ndarray, k: int, ef: int) -> tuple[np.ndarray, np.ndarray]:
+    def _search_graph(self, queries: np.ndarray, k: int, ef: int, dead: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         faiss = _faiss()
         params = faiss.SearchParametersHNSW()
         params.efSearch = ef
         bitmap = None
-        if self.tombstones:
-            bitmap = np.packbits(~self._dead, bitorder="little")
+        if dead.any():
+            bitmap = np.packbits(~dead, bitorder="little")
             params.sel = faiss.IDSelectorBitmap(self._keys.size, faiss.swig_ptr(bitmap))
         scores, labels = self._index.search(queries, k, params=params)
         del bitmap  # the selector points into it: keep it alive until here

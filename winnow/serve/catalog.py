@@ -19,9 +19,10 @@ from winnow.collection import (
     Collection,
     CollectionInfo,
     check_name,
+    collection_info,
     drop_collection,
 )
-from winnow.errors import CollectionExistsError, CollectionNotFoundError, InvalidArgumentError
+from winnow.errors import CollectionError, CollectionExistsError, CollectionNotFoundError, InvalidArgumentError
 from winnow.serve.metrics import Metrics
 from winnow.serve.models import ModelRegistry, ServedQueryEncoder
 
@@ -131,12 +132,15 @@ class CollectionCatalog:
                 col.close()
 
     def infos(self) -> list[CollectionInfo]:
+        """Every collection's facts; a damaged one is listed with its ``problem`` (the others are unaffected)."""
         out = []
         for name in self.names():
             try:
                 out.append(self.get(name).reader().info())
             except CollectionNotFoundError:  # deleted meanwhile
                 continue
+            except CollectionError:
+                out.append(collection_info(self.home / name))
         return out
 
     def drop(self, name: str) -> None:

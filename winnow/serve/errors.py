@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from winnow.errors import (
+    CollectionDamagedError,
     CollectionExistsError,
     CollectionNotFoundError,
     IncompatibleCollectionError,
@@ -35,6 +36,7 @@ WINNOW_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (CollectionNotFoundError, 404),
     (CollectionExistsError, 409),
     (IncompatibleCollectionError, 409),
+    (CollectionDamagedError, 409),
     (ModelNotServedError, 404),
     (ModelNotFoundError, 404),
     (NoDefaultModelError, 422),
