@@ -53,15 +53,20 @@ def cmd_index(args) -> int:
 # -- search --------------------------------------------------------------------------------------
 def cmd_search(args) -> int:
     from winnow.collection import Collection
+    from winnow.rerank.options import budget_from_args
 
     reranker = None
     if args.rerank is not None:
         from winnow.models.resolve import default_reranker
         from winnow.rerank.cross_encoder import CrossEncoderReranker
+        from winnow.rerank.options import reading_from_args
 
         reranker = CrossEncoderReranker(
-            args.rerank or default_reranker(), max_length=args.max_length, sigmoid=args.sigmoid, backend=args.backend
+            args.rerank or default_reranker(), max_length=args.max_length, sigmoid=args.sigmoid, backend=args.backend,
+            reading=reading_from_args(args),
         )
+    elif args.max_windows > 1 or args.budget_ms is not None:
+        raise WinnowError("--max-windows and --budget-ms set how the reranker reads: add --rerank")
     with Collection.open(args.collection, home=_home(args)) as col:
         col.use_backend(args.backend)
         load_ms = _load_models(col, args.method, reranker)
@@ -72,6 +77,7 @@ def cmd_search(args) -> int:
             depth=args.depth,
             reranker=reranker,
             dense_index=args.dense_index,
+            budget=budget_from_args(args),
         )
     if args.min_probability is not None:
         from winnow.rerank.calibration import keep_probable
@@ -246,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dense-index", choices=["auto", "exact", "hnsw"], default="auto",
                    help="dense search: exact, HNSW, or auto (exact below 20,000 chunks)")
     s.add_argument("--json", action="store_true", help="print the ranking as JSON")
+    from winnow.rerank.options import add_rerank_options
+
+    add_rerank_options(s)
     s.set_defaults(func=cmd_search)
 
     s = command("collections", help="list collections")

@@ -2,18 +2,24 @@
 
 ``Pipeline(first_stage, reranker, depth, top_k).search(query)`` asks the first stage for ``depth``
 candidates, reranks them, and keeps ``top_k``. Each hit says where the first stage had it.
+
+``reading`` (:class:`~winnow.rerank.reading.Reading`) says how the reranker reads long candidates; one
+that reads windows gets each candidate's whole document (``documents``, e.g. ``collection.get``) instead
+of its best chunk. ``budget`` (:class:`~winnow.rerank.budget.Budget`) bounds the rerank stage's time.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from winnow.errors import InvalidArgumentError
 from winnow.rerank.base import Reranker
+from winnow.rerank.budget import Budget
+from winnow.rerank.reading import Reading, document_hydrator
 from winnow.retrieve.base import Retriever
-from winnow.types import Ranking
+from winnow.types import Document, Ranking
 
 
 def _identity(ranking: Ranking) -> Ranking:
@@ -35,6 +41,9 @@ class Pipeline:
         top_k: int = 10,
         hydrate: Callable[[Ranking], Ranking] = _identity,
         mix: bool = True,
+        reading: Reading | None = None,
+        budget: Budget | None = None,
+        documents: Callable[[Sequence[str]], Mapping[str, Document]] | None = None,
     ) -> None:
         """``mix``: let the reranker apply its mix fitted for this first stage (False: order by its score alone)."""
         _check_count("top_k", top_k)
@@ -47,6 +56,15 @@ class Pipeline:
         self.top_k = top_k
         self.hydrate = hydrate
         self.mix = mix
+        self.reading = reading if reading is not None else getattr(reranker, "reading", None)
+        self.budget = budget
+        if self.reading is not None and self.reading.windowed and reranker is not None:
+            if documents is None:
+                raise InvalidArgumentError(
+                    f"reading {self.reading.max_windows} windows needs each candidate's whole document: pass "
+                    f"documents= a function from ids to documents, e.g. documents=collection.get"
+                )
+            self.hydrate = document_hydrator(documents)
 
     def search(self, query: str) -> Ranking:
         return self.search_many([query])[0]
@@ -76,6 +94,9 @@ class Pipeline:
                 f"{len(unread)} candidate(s) have no text for the reranker to read (first: {unread[0]!r}); "
                 f"pass hydrate= a function that fills it in, e.g. hydrate=collection.hydrate"
             )
-        reranked = self.reranker.rank(first.query, candidates.hits, top_k=self.top_k, first_stage=self.first_stage.origin if self.mix else None)
+        reranked = self.reranker.rank(
+            first.query, candidates.hits, top_k=self.top_k, first_stage=self.first_stage.origin if self.mix else None,
+            reading=self.reading, budget=self.budget,
+        )
         timings.update(reranked.timings_ms)
-        return Ranking(first.query, reranked.hits, timings)
+        return Ranking(first.query, reranked.hits, timings, reranked.rerank_stats)

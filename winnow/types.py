@@ -105,6 +105,8 @@ class Hit:
     rerank_score: float | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     probability: float | None = None  # calibrated P(relevant), where the reranker ships a calibration
+    read_tokens: int | None = None  # after reranking: the passage's tokens the reranker read (0: not read, see budgets)
+    truncated_tokens: int | None = None  # after reranking: its tokens the reranker did not read (cut)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metadata", _frozen_mapping(self.metadata))
@@ -123,6 +125,8 @@ class Hit:
             "text": self.text,
             "metadata": dict(self.metadata),
             "probability": self.probability,
+            "read_tokens": self.read_tokens,
+            "truncated_tokens": self.truncated_tokens,
         }
 
     @property
@@ -134,12 +138,27 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class RerankStats:
+    """What a rerank stage read, over all its candidates (not only the hits kept): how many candidates it was
+    given and read (fewer under a latency budget), their tokens read and cut, and why it stopped reading
+    (a :class:`winnow.rerank.budget.StopReason`: ``all``, ``time`` or ``out_of_reach``)."""
+
+    candidates: int
+    read: int
+    read_tokens: int | None
+    truncated_tokens: int | None
+    stop: str = "all"
+
+
+@dataclass(frozen=True)
 class Ranking:
-    """An ordered list of hits for one query, with the time each stage took (milliseconds)."""
+    """An ordered list of hits for one query, with the time each stage took (milliseconds) and, after a
+    rerank stage, what it read (:class:`RerankStats`)."""
 
     query: str
     hits: tuple[Hit, ...]
     timings_ms: Mapping[str, float] = field(default_factory=dict)
+    rerank_stats: RerankStats | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hits", tuple(self.hits))

@@ -51,6 +51,9 @@ def register(subparsers) -> None:
         help="queries searched together; 1 (default) times each query on its own, more is faster but latencies are amortized",
     )
     s.add_argument("--quiet", "-q", action="store_true", help="no progress bar while encoding")
+    from winnow.rerank.options import add_rerank_options
+
+    add_rerank_options(s)
     s.set_defaults(func=cmd_eval)
 
 
@@ -58,6 +61,7 @@ def cmd_eval(args) -> int:
     from winnow.evaluate.dataset import load_beir
     from winnow.evaluate.report import format_table, write_report
     from winnow.evaluate.runner import default_cache_dir, evaluate, parse_methods
+    from winnow.rerank.options import budget_from_args, reading_from_args
 
     parse_methods(args.methods)  # fail on a bad name before reading anything
     dataset = load_beir(args.dataset, split=args.split)
@@ -78,6 +82,8 @@ def cmd_eval(args) -> int:
         dense_index=args.dense_index,
         max_length=args.max_length,
         progress=not args.quiet,
+        reading=reading_from_args(args),
+        budget=budget_from_args(args, k=10),  # candidates out of reach of the top 10 (nDCG@10's) are not read
     )
     paths = write_report(report, output)
     print(format_table(report))

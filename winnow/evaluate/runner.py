@@ -245,14 +245,19 @@ def _latency(values: Sequence[float]) -> Latency:
     return Latency(float(np.percentile(arr, 50)), float(np.percentile(arr, 95)), float(arr.mean()))
 
 
-def _search_fn(spec: MethodSpec, col, *, reranker, depth: int, run_depth: int, dense_index: str) -> Callable:
-    """queries -> rankings for one method."""
+def _search_fn(
+    spec: MethodSpec, col, *, reranker, depth: int, run_depth: int, dense_index: str, reading=None, budget=None
+) -> Callable:
+    """queries -> rankings for one method (``reading``/``budget``: the rerank stage's, see :class:`Pipeline`)."""
     retriever = col.retriever(spec.first_stage, dense_index=dense_index)
     if not spec.rerank:
         return lambda queries: retriever.search_many(queries, run_depth)
     from winnow.pipeline import Pipeline
 
-    pipeline = Pipeline(retriever, reranker, depth=depth, top_k=depth, hydrate=col.hydrate, mix=spec.mix)
+    pipeline = Pipeline(
+        retriever, reranker, depth=depth, top_k=depth, hydrate=col.hydrate, mix=spec.mix,
+        reading=reading, budget=budget, documents=col.get,
+    )
     return pipeline.search_many
 
 
@@ -268,8 +273,12 @@ def run_method(
     batch_size: int = 1,
     dense_index: str = "auto",
     rel: int = 1,
+    reading=None,
+    budget=None,
 ) -> MethodResult:
-    search = _search_fn(spec, col, reranker=reranker, depth=depth, run_depth=run_depth, dense_index=dense_index)
+    search = _search_fn(
+        spec, col, reranker=reranker, depth=depth, run_depth=run_depth, dense_index=dense_index, reading=reading, budget=budget
+    )
     qids = list(dataset.judged)
     texts = [dataset.queries[q] for q in qids]
     search(texts[:1])  # warm-up (model loading, JIT): not timed
@@ -331,9 +340,13 @@ def evaluate(
     max_length: int | None = None,
     progress: bool = False,
     on_method: Callable[[MethodResult], None] | None = None,
+    reading=None,
+    budget=None,
 ) -> EvalReport:
     """Evaluate ``methods`` on the judged queries of ``dataset``; ``reranker`` (an object) wins over ``rerank``
-    (a cross-encoder id or folder) for the ``X>rerank`` methods."""
+    (a cross-encoder id or folder) for the ``X>rerank`` methods. ``reading`` (a
+    :class:`~winnow.rerank.reading.Reading`) and ``budget`` (a :class:`~winnow.rerank.budget.Budget`) set how
+    the rerank stage reads long candidates and how long it may take."""
     specs = parse_methods(methods)
     measures = parse_metrics(metrics, rel=rel)
     for name, value, low in (("depth", depth, 1), ("run_depth", run_depth, 1), ("batch_size", batch_size, 1)):
@@ -350,7 +363,7 @@ def evaluate(
             log.info("evaluating %s on %d judged queries", spec.name, len(dataset.judged))
             result = run_method(
                 spec, col, dataset, measures, reranker=reranker, depth=depth, run_depth=run_depth,
-                batch_size=batch_size, dense_index=dense_index, rel=rel,
+                batch_size=batch_size, dense_index=dense_index, rel=rel, reading=reading, budget=budget,
             )
             if results:
                 base = results[0]

@@ -24,9 +24,11 @@ from winnow.models.backends import Backend, check_backend, resolve_backend
 from winnow.models.export import prebuilt_model
 from winnow.models.resolve import ResolvedModel, resolve_model
 from winnow.rerank.base import Reranker
+from winnow.rerank.budget import CostModel
 from winnow.rerank.cache import ScoreCache
 from winnow.rerank.calibration import CalibrationTable
 from winnow.rerank.mix import MixTable
+from winnow.rerank.reading import ONE_PASS, PassageReader, Reading
 from winnow.runtime import limit_blas_threads
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,9 @@ class CrossEncoderReranker(Reranker):
     ``use_mix``: where the model folder has a ``fusion.json`` (winnow's trained rerankers do), order
     candidates by its mix of reranker and first-stage scores fitted for their first stage
     (:mod:`winnow.rerank.mix`); False ranks by the reranker's score alone.
+    ``reading``: how it reads candidates longer than one pass, unless ``rank`` is given another
+    (:class:`~winnow.rerank.reading.Reading`; default one pass cut at the right, as always).
+    ``cost_model``: what a latency budget plans with (:class:`~winnow.rerank.budget.CostModel`; default a fresh one).
     """
 
     def __init__(
@@ -57,6 +62,8 @@ class CrossEncoderReranker(Reranker):
         threads: int | None = None,
         use_mix: bool = True,
         logits_fn: Callable[[list[tuple[str, str]]], np.ndarray] | None = None,
+        reading: Reading = ONE_PASS,
+        cost_model: CostModel | None = None,
     ) -> None:
         if max_length is not None and max_length < 8:
             raise InvalidArgumentError(f"max_length must be >= 8 tokens (or None for the model's), got {max_length}")
@@ -83,6 +90,11 @@ class CrossEncoderReranker(Reranker):
             raise InvalidArgumentError(f"cache must be True, False, None or a ScoreCache, got {type(cache).__name__}")
         self.cache: ScoreCache | None = cache
         self.logits_fn = logits_fn
+        if not isinstance(reading, Reading):
+            raise InvalidArgumentError(f"reading must be a winnow.rerank.reading.Reading, got {type(reading).__name__}")
+        self.reading = reading
+        if cost_model is not None:
+            self.cost_model = cost_model
 
     def __repr__(self) -> str:
         return f"CrossEncoderReranker({self.name!r}, backend={self.requested_backend!r})"
@@ -150,6 +162,19 @@ class CrossEncoderReranker(Reranker):
         tok.no_padding()
         tok.enable_truncation(self.max_length, strategy="longest_first")
         return tok
+
+    @cached_property
+    def passage_reader(self) -> PassageReader | None:
+        """Counts and cuts passages with the model's fast tokenizer (None where the folder has none)."""
+        from winnow.encode.onnx import tokenizer_file
+
+        try:
+            from tokenizers import Tokenizer
+
+            tok = Tokenizer.from_file(str(tokenizer_file(self.resolved.path)))
+        except Exception:  # no readable fast tokenizer: passages are read whole, uncounted
+            return None
+        return PassageReader(tok, self.max_length)
 
     @cached_property
     def max_length(self) -> int:

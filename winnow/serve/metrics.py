@@ -100,6 +100,12 @@ class Metrics:
         self.model_call = Histogram("winnow_model_call_seconds", "time of one model call", ("batcher",))
         self.cache_hits = Counter("winnow_cache_hits_total", "lookups served from cache, by cache", ("cache",))
         self.cache_misses = Counter("winnow_cache_misses_total", "lookups that loaded, by cache", ("cache",))
+        self.rerank_tokens = Counter(
+            "winnow_rerank_tokens_total", "document tokens the reranker read or cut (truncated), by route", ("route", "kind")
+        )
+        self.rerank_unread = Counter(
+            "winnow_rerank_unread_candidates_total", "candidates a latency budget left unread, by route", ("route",)
+        )
         self._all = (
             self.requests,
             self.latency,
@@ -110,6 +116,8 @@ class Metrics:
             self.model_call,
             self.cache_hits,
             self.cache_misses,
+            self.rerank_tokens,
+            self.rerank_unread,
         )
 
     def on_batch(self, stats) -> None:
@@ -117,6 +125,17 @@ class Metrics:
         self.batch_cost.observe(stats.cost, stats.batcher)
         self.batch_wait.observe(stats.wait_s, stats.batcher)
         self.model_call.observe(stats.call_s, stats.batcher)
+
+    def on_rerank(self, stats, route: str) -> None:
+        """Count what a rerank stage read (a :class:`winnow.types.RerankStats`; None: no rerank stage ran)."""
+        if stats is None:
+            return
+        if stats.read_tokens is not None:
+            self.rerank_tokens.inc(route, "read", amount=stats.read_tokens)
+        if stats.truncated_tokens is not None:
+            self.rerank_tokens.inc(route, "truncated", amount=stats.truncated_tokens)
+        if stats.candidates > stats.read:
+            self.rerank_unread.inc(route, amount=stats.candidates - stats.read)
 
     def render(self, extra: Iterable[str] = ()) -> str:
         return "\n".join([*(line for metric in self._all for line in metric.render()), *extra]) + "\n"

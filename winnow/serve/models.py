@@ -26,6 +26,7 @@ from winnow.models.resolve import DEFAULT_RERANKER, resolve_model, shipped_model
 from winnow.serve.batching import MicroBatcher
 from winnow.serve.metrics import Metrics, escape_label
 from winnow.serve.settings import ServeSettings
+from winnow.types import Ranking
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +204,16 @@ class ModelRegistry:
     def _batched_logits(self, name: str, pairs: list[tuple[str, str]]) -> np.ndarray:
         """The reranker's ``logits_fn``: uncached pairs go to the batcher and this thread waits for them."""
         return self._submit("rerank", name, list(pairs), self._rerank_cost(pairs)).result()
+
+    async def rank(self, name: str, query: str, texts: Sequence[str], reading) -> Ranking:
+        """The reranker's ranking of bare texts (hit ids are their positions), read as ``reading`` says; from
+        async code: runs in a worker thread (uncached logits go through the batcher)."""
+        from starlette.concurrency import run_in_threadpool
+
+        from winnow.types import Hit
+
+        hits = [Hit(doc_id=str(i), score=0.0, rank=i + 1, text=t) for i, t in enumerate(texts)]
+        return await run_in_threadpool(lambda: self.reranker(name).rank(query, hits, reading=reading))
 
     async def logits(self, name: str, query: str, texts: Sequence[str]) -> np.ndarray:
         """Reranker logits (cached, then batched), from async code: runs in a worker thread."""

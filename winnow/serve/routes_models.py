@@ -1,5 +1,10 @@
 """Routes: the model endpoints existing clients speak: rerank (Cohere / Jina / TEI / Infinity) and
-embeddings (OpenAI)."""
+embeddings (OpenAI).
+
+``/rerank`` ranks through the library's reranker (``rank``, no first-stage mix: bare documents have no
+first-stage scores). Long documents: TEI's ``truncate`` (false: 413 for a document the reranker would cut)
+and ``truncation_direction``, and winnow's ``max_windows`` / ``aggregation`` (:mod:`winnow.rerank.reading`);
+each result says how many of its tokens were read and cut, and ``/metrics`` sums them."""
 
 import base64
 import time
@@ -25,20 +30,21 @@ def models_router(ctx: AppContext):
         check_text(req.query, limits, "query")
         texts = [_document_text(d, i, req.rank_fields) for i, d in enumerate(req.documents)]
         check_texts(texts, limits, "document")
+        reading = _reading(req)
         start = time.perf_counter()
-        logits = await registry.logits(name, req.query, texts) if texts else np.zeros(0)
+        ranking = await registry.rank(name, req.query, texts, reading)
         metrics.stage.observe(time.perf_counter() - start, "rerank")
-        order = np.argsort(-np.asarray(logits, dtype=np.float64), kind="stable")
-        scores = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))  # relevance in 0..1, as Cohere/TEI give
-        if req.top_n is not None:
-            order = order[: req.top_n]
+        metrics.on_rerank(ranking.rerank_stats, "rerank")
+        hits = ranking.hits if req.top_n is None else ranking.hits[: req.top_n]
         results = [
             S.RerankResult(
-                index=int(i),
-                relevance_score=float(scores[i]),
-                document=_returned_document(req.documents[i]) if req.return_documents else None,
+                index=int(h.doc_id),
+                relevance_score=float(1.0 / (1.0 + np.exp(-h.rerank_score))),  # relevance in 0..1, as Cohere/TEI give
+                document=_returned_document(req.documents[int(h.doc_id)]) if req.return_documents else None,
+                read_tokens=h.read_tokens,
+                truncated_tokens=h.truncated_tokens,
             )
-            for i in order
+            for h in hits
         ]
         tokens = sum(len(req.query) + len(t) for t in texts) // 4
         return S.RerankResponse(
@@ -102,6 +108,19 @@ def models_router(ctx: AppContext):
         )
 
     return api
+
+
+def _reading(req: S.RerankRequest):
+    """The request's truncate / truncation_direction (TEI) and max_windows / aggregation (winnow) as a Reading."""
+    from winnow.rerank.reading import Reading, Truncation
+    from winnow.rerank.windows import Aggregation
+
+    return Reading(
+        max_windows=req.max_windows,
+        aggregation=Aggregation(req.aggregation),
+        truncation=Truncation.parse(req.truncation_direction),
+        truncate=req.truncate is not False,
+    )
 
 
 def _document_text(doc: "str | S.RerankDocument", i: int, rank_fields: list[str] | None) -> str:

@@ -39,7 +39,9 @@ def search_router(ctx: AppContext):
             reranker=reranker,
             dense_index=req.dense_index,
             filter=req.filter_spec(),
+            **_rerank_stage(req),
         )
+        metrics.on_rerank(ranking.rerank_stats, "search")
         if req.min_probability is not None:
             from winnow.rerank.calibration import keep_probable
 
@@ -57,3 +59,14 @@ def search_router(ctx: AppContext):
         )
 
     return api
+
+
+def _rerank_stage(req: S.SearchRequest) -> dict:
+    """The request's budget_ms / max_windows / aggregation as Collection.search's budget and reading."""
+    from winnow.rerank.budget import Budget
+    from winnow.rerank.reading import Reading
+    from winnow.rerank.windows import Aggregation
+
+    reading = None if req.max_windows is None else Reading(max_windows=req.max_windows, aggregation=Aggregation(req.aggregation))
+    budget = None if req.budget_ms is None else Budget(req.budget_ms, k=req.top_k)
+    return {"reading": reading, "budget": budget}

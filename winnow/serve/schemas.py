@@ -15,11 +15,13 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from winnow.collection import NAME_RE, CollectionInfo
 from winnow.errors import InvalidArgumentError
+from winnow.rerank.reading import MAX_WINDOWS
 from winnow.retrieve.filters import check_filter
 
 MAX_METADATA_DEPTH = 8
 MAX_TOP_K = 1000  # hits one search returns
 MAX_DEPTH = 1000  # candidates one search reranks
+MAX_BUDGET_MS = 600_000.0  # the longest rerank budget a request may ask for
 
 
 def _utf8(value: str) -> str:
@@ -195,6 +197,17 @@ class SearchRequest(Body):
     min_probability: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(
         None, description="keep only hits at least this likely relevant (needs a reranker that ships a calibration)"
     )
+    budget_ms: Annotated[float, Field(ge=0.0, le=MAX_BUDGET_MS)] | None = Field(
+        None, description="time the rerank stage may take: candidates are read in first-stage order until it is spent "
+        "(the rest follow unread, rerank_score null); null for no limit"
+    )
+    max_windows: bounded(1, MAX_WINDOWS) | None = Field(
+        None, description="read each candidate's whole document as up to this many windows of the reranker's length "
+        "(default 1: its best chunk in one pass)"
+    )
+    aggregation: Literal["maxp", "firstp", "softmax"] = Field(
+        "maxp", description="with max_windows > 1: a document's score is its best window's (maxp), its first's, or a soft maximum"
+    )
 
     def reranking(self) -> tuple[bool, str | None]:
         """(whether to rerank, the model named: None for the server's default)."""
@@ -226,6 +239,8 @@ class SearchHit(BaseModel):
     title: str
     text: str
     metadata: dict[str, Any]
+    read_tokens: int | None = Field(None, description="tokens of the hit's passage the reranker read (0: not read within the budget)")
+    truncated_tokens: int | None = Field(None, description="tokens of the hit's passage the reranker did not read (cut)")
 
 
 class SearchResponse(BaseModel):
@@ -255,6 +270,20 @@ class RerankRequest(Body):
     top_n: bounded(1) | None = None
     return_documents: StrictBool = False
     rank_fields: list[Text] | None = None
+    truncate: StrictBool | None = Field(
+        None, description="TEI's: false answers 413 when a document is longer than the reranker reads (with max_windows: "
+        "than its windows read); true cuts it at truncation_direction; null (default) cuts it, as Cohere and Jina do"
+    )
+    truncation_direction: Literal["Right", "Left", "right", "left"] = Field(
+        "Right", description="TEI's: which end of a too-long document is cut (Right keeps the beginning)"
+    )
+    max_windows: bounded(1, MAX_WINDOWS) = Field(
+        1, description="winnow's: read a long document as up to this many overlapping windows of the reranker's length, "
+        "scored together by aggregation (1: one pass)"
+    )
+    aggregation: Literal["maxp", "firstp", "softmax"] = Field(
+        "maxp", description="with max_windows > 1: the best window's score (maxp), the first's, or a soft maximum"
+    )
 
     @field_validator("documents")
     @classmethod
@@ -269,6 +298,8 @@ class RerankResult(BaseModel):
     index: int
     relevance_score: float
     document: dict[str, Any] | None = None
+    read_tokens: int | None = Field(None, description="tokens of the document the reranker read")
+    truncated_tokens: int | None = Field(None, description="tokens of the document the reranker did not read (cut)")
 
 
 class RerankUsage(BaseModel):
