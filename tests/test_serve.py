@@ -146,7 +146,9 @@ def test_collection_lifecycle(http):
     assert clash.status_code == 409
 
     doc = http.get("/collections/life/documents/d0").json()
+    chunks = doc.pop("chunks")
     assert doc == {"id": "d0", "text": "a new text for the first document", "title": "", "metadata": {"i": 0}}
+    assert chunks == [{"index": 0, "start": 0, "end": len(doc["text"]), "text": doc["text"]}]
     removed = http.post("/collections/life/documents:delete", json={"ids": ["d1", "d2", "nope"]}).json()
     assert removed["deleted"] == 2 and removed["missing"] == ["nope"]
     assert http.delete("/collections/life/documents/d3").json()["deleted"] == 1

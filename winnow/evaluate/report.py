@@ -118,6 +118,7 @@ def report_to_json(report: EvalReport) -> dict:
             "encode_seconds": _num(c.encode_seconds, 3),
         },
         "methods": [method(m) for m in report.methods],
+        "query_texts": dict(report.query_texts),  # judged qid -> text, for reading per_query values
         "created": report.created,
         "environment": _environment(),
     }

@@ -227,6 +227,7 @@ class EvalReport:
     corpus: CorpusCache
     methods: tuple[MethodResult, ...]
     created: str
+    query_texts: Mapping[str, str] = field(default_factory=dict)  # judged qid -> the query's text
 
     @property
     def baseline(self) -> str:
@@ -389,6 +390,7 @@ def evaluate(
         corpus=cache,
         methods=tuple(results),
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        query_texts={q: dataset.queries[q] for q in dataset.judged},
     )
 
 

@@ -25,7 +25,11 @@ _SCALARS = (str, int, float, bool, type(None))
 def check_filter(spec: Any) -> dict[str, tuple[str, Any]]:
     """Validate a filter; returns ``{field: (operator, operand)}`` in normal form."""
     if not isinstance(spec, Mapping):
-        raise InvalidArgumentError(f"filter must be an object of field -> condition, got {type(spec).__name__}")
+        shown = repr(spec) if len(repr(spec)) <= 80 else repr(spec)[:77] + "..."
+        raise InvalidArgumentError(
+            f'filter must be a JSON object of field -> condition, e.g. {{"lang": "en"}}; '
+            f"got {type(spec).__name__} {shown}"
+        )
     out: dict[str, tuple[str, Any]] = {}
     for field, cond in spec.items():
         if not isinstance(field, str) or not field:

@@ -8,6 +8,8 @@ Routes
   POST /collections/{name}/search
   POST /rerank (also /v1/rerank, /v2/rerank): the shape Cohere, Jina, TEI and Infinity share
   POST /v1/embeddings (also /embeddings): OpenAI's shape
+  GET  /reports, GET /reports/{name}: the eval reports of --reports DIR
+  GET  / (and /static/*): the web page, which uses only the routes above
 
 The routes live in ``routes_collections``, ``routes_search`` and ``routes_models``; this module builds
 the app from them (middlewares, open routes, the server's parts in an :class:`AppContext`).
@@ -63,7 +65,9 @@ def create_app(settings: ServeSettings):
     from winnow.serve.context import AppContext
     from winnow.serve.models import ModelRegistry
     from winnow.serve.routes_collections import collections_router
+    from winnow.serve.page import install_page, open_paths as page_paths
     from winnow.serve.routes_models import models_router
+    from winnow.serve.routes_reports import reports_router
     from winnow.serve.routes_search import search_router
 
     metrics = Metrics()
@@ -88,7 +92,7 @@ def create_app(settings: ServeSettings):
     )
     app.state.settings, app.state.metrics, app.state.registry, app.state.catalog = settings, metrics, registry, catalog
     errors.install(app)
-    open_paths = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+    open_paths = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}) | page_paths()
     # the key is checked before the body is read: a client without it learns nothing of the size limits
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes, api_key=settings.api_key, open_paths=open_paths)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
@@ -106,6 +110,9 @@ def create_app(settings: ServeSettings):
             rerank_models=sorted(set(registry.rerank_aliases.values())),
             embed_models=sorted(set(registry.embed_aliases.values())),
             batching=settings.batching.enabled,
+            default_rerank_model=registry.default_rerank,
+            api_key_required=settings.api_key is not None,
+            reports=settings.reports is not None,
         )
 
     @api.get(
@@ -117,10 +124,11 @@ def create_app(settings: ServeSettings):
     def prometheus() -> Response:
         return Response(metrics.render(registry.cache_lines()), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    for make in (collections_router, search_router, models_router):
+    for make in (collections_router, search_router, models_router, reports_router):
         routers.append(make(ctx))
     for router in routers:
         app.include_router(router)
+    install_page(app)  # GET / and /static/*: the web page (open, like /docs)
     app.state.route_methods = [
         (r.path_regex, set(r.methods))
         for r in [*(route for router in routers for route in router.routes), *app.router.routes]

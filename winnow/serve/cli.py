@@ -39,6 +39,8 @@ def register(subparsers) -> None:
     s.add_argument("--batch-workers", type=int, default=None, help="model calls running at once (default: one per core)")
     s.add_argument("--model-threads", type=int, default=1,
                    help="threads inside one model call (default 1; 0 = every core, lower latency when idle)")
+    s.add_argument("--reports", metavar="DIR", default=None,
+                   help="a winnow eval output folder, or a folder of them, to show at GET /reports and on the page")
     s.add_argument("--port-file", metavar="FILE", help="write the bound port here once serving (with --port 0)")
     s.set_defaults(func=cmd_serve)
 
@@ -58,6 +60,7 @@ def settings_from_args(args: argparse.Namespace):
         embed_models=tuple(args.embed_model or (DEFAULT_BI_ENCODER,)),
         rerank_max_length=args.rerank_max_length,
         model_threads=args.model_threads or None,
+        reports=Path(args.reports) if args.reports else None,
         limits=Limits(
             max_documents=args.max_documents, max_chars=args.max_chars, max_body_bytes=args.max_body_bytes,
             **({"max_document_chars": args.max_document_chars} if args.max_document_chars else {}),

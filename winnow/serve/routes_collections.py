@@ -55,10 +55,12 @@ def collections_router(ctx: AppContext):
 
     @api.get("/collections/{name}/documents/{doc_id:path}", response_model=S.DocumentOut, tags=["documents"])
     def get_document(name: CollectionName, doc_id: str) -> S.DocumentOut:
-        doc = catalog.get(name).reader().get([doc_id]).get(doc_id)
+        reader = catalog.get(name).reader()
+        doc = reader.get([doc_id]).get(doc_id)
         if doc is None:
             raise ApiError(404, f"no document with id {doc_id!r} in collection {name!r}")
-        return S.DocumentOut(id=doc.id, text=doc.text, title=doc.title, metadata=dict(doc.metadata))
+        chunks = [S.ChunkOut(index=c.index, start=c.start, end=c.end, text=c.text) for c in reader.chunks_of(doc_id)]
+        return S.DocumentOut(id=doc.id, text=doc.text, title=doc.title, metadata=dict(doc.metadata), chunks=chunks)
 
     @api.delete("/collections/{name}/documents/{doc_id:path}", response_model=S.WriteResponse, tags=["documents"])
     def delete_document(name: CollectionName, doc_id: str) -> S.WriteResponse:

@@ -1,10 +1,12 @@
 """Route: search a collection (first stage, then the library's reranker; see docs/serving.md)."""
 
 import time
+from dataclasses import replace
 
 from winnow.serve import schemas as S
 from winnow.serve.context import AppContext, CollectionName
 from winnow.serve.errors import ApiError
+from winnow.serve.first_stage import split_stages
 from winnow.serve.limits import check_text
 from winnow.serve.models import ModelNotServedError
 
@@ -29,12 +31,13 @@ def search_router(ctx: AppContext):
         if reranker is not None and depth < req.top_k:  # as the library and the CLI refuse it
             raise ApiError(422, f"depth must be >= top_k ({req.top_k}) so the reranker has enough candidates, got {depth}")
         top_k = req.top_k
+        both = req.include_first_stage and reranker is not None  # rerank every candidate, split below
         col = catalog.get(name).reader()
         start = time.perf_counter()
         ranking = col.search(
             req.query,
             method=req.method,
-            top_k=top_k,
+            top_k=max(depth, top_k) if both else top_k,
             depth=max(depth, top_k),
             reranker=reranker,
             dense_index=req.dense_index,
@@ -42,6 +45,10 @@ def search_router(ctx: AppContext):
             **_rerank_stage(req),
         )
         metrics.on_rerank(ranking.rerank_stats, "search")
+        first_stage = ranking.hits if req.include_first_stage else None
+        if both:
+            stages = split_stages(ranking.hits, top_k)
+            ranking, first_stage = replace(ranking, hits=stages.final), stages.first_stage
         if req.min_probability is not None:
             from winnow.rerank.calibration import keep_probable
 
@@ -56,6 +63,7 @@ def search_router(ctx: AppContext):
             reranker=reranker.name if reranker is not None else None,
             hits=[S.SearchHit(**h.to_json()) for h in ranking.hits],
             timings_ms=timings,
+            first_stage=None if first_stage is None else [S.SearchHit(**h.to_json()) for h in first_stage],
         )
 
     return api

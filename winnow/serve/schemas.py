@@ -139,11 +139,22 @@ class WriteResponse(BaseModel):
     seconds: float
 
 
+class ChunkOut(BaseModel):
+    """One chunk of a document: ``text == document.text[start:end]`` (offsets in Unicode code points);
+    a search hit's ``chunk`` (``doc_id#index``) names one of these by ``index``."""
+
+    index: int
+    start: int
+    end: int
+    text: str
+
+
 class DocumentOut(BaseModel):
     id: str
     text: str
     title: str
     metadata: dict[str, Any]
+    chunks: list[ChunkOut] = Field(default_factory=list, description="the document's chunks as indexed, in order")
 
 
 # -- search ------------------------------------------------------------------------------------------------
@@ -197,6 +208,10 @@ class SearchRequest(Body):
     min_probability: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(
         None, description="keep only hits at least this likely relevant (needs a reranker that ships a calibration)"
     )
+    include_first_stage: StrictBool = Field(
+        False, description="also return the first stage's own top_k hits in its order (first_stage), to see what "
+        "reranking changed"
+    )
     budget_ms: Annotated[float, Field(ge=0.0, le=MAX_BUDGET_MS)] | None = Field(
         None, description="time the rerank stage may take: candidates are read in first-stage order until it is spent "
         "(the rest follow unread, rerank_score null); null for no limit"
@@ -249,6 +264,10 @@ class SearchResponse(BaseModel):
     reranker: str | None
     hits: list[SearchHit]
     timings_ms: dict[str, float] = Field(description="per stage (bm25, dense, fusion, fetch, rerank) and total")
+    first_stage: list[SearchHit] | None = Field(
+        None, description="with include_first_stage: the first stage's top_k hits in its order (rank and score are "
+        "the first stage's; rerank_score is what the reranker gave the hit); null otherwise"
+    )
 
 
 # -- rerank (Cohere / Jina / TEI / Infinity) ----------------------------------------------------------------
@@ -352,3 +371,23 @@ class Health(BaseModel):
     rerank_models: list[str]
     embed_models: list[str]
     batching: bool
+    default_rerank_model: str | None = Field(None, description='what "rerank": "default" uses (null: none)')
+    api_key_required: bool = Field(False, description="whether the other routes want the API key")
+    reports: bool = Field(False, description="whether the server was pointed at eval reports (--reports)")
+
+
+# -- eval reports (winnow serve --reports DIR) ---------------------------------------------------------------
+class ReportSummary(BaseModel):
+    name: str = Field(description="the report's folder name under --reports")
+    dataset: str
+    split: str
+    created: str
+    judged_queries: int
+    metrics: list[str]
+    methods: list[str]
+    reranker: str | None
+
+
+class ReportList(BaseModel):
+    configured: bool = Field(description="whether the server was started with --reports DIR")
+    reports: list[ReportSummary]

@@ -68,9 +68,15 @@ class ServeSettings:
     model_threads: int | None = 1
     limits: Limits = field(default_factory=Limits)
     batching: Batching = field(default_factory=Batching)
+    reports: Path | None = None  # winnow eval output folders shown by GET /reports and the page (--reports)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home))
+        if self.reports is not None:
+            object.__setattr__(self, "reports", Path(self.reports))
+            if not self.reports.is_dir():
+                raise InvalidArgumentError(f"reports folder {str(self.reports)!r} does not exist: pass --reports DIR, "
+                                           "a winnow eval output folder or a folder of them")
         object.__setattr__(self, "rerank_models", tuple(self.rerank_models))
         object.__setattr__(self, "embed_models", tuple(self.embed_models))
         if self.api_key is not None and not self.api_key.strip():
