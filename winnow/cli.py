@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -32,8 +33,14 @@ def cmd_index(args) -> int:
         title_field=args.title_field,
     )
     print(f"read {len(docs)} documents from {args.path}", file=sys.stderr)
-    with Collection.open_or_create(
-        args.collection, home=_home(args), model=args.model, window=args.window, overlap=args.overlap
+    on_ray = contextlib.nullcontext(None)
+    if args.ray is not None:  # encode on a Ray cluster; the collection commits as always
+        from winnow.scale.ray_encode import ray_encoder_for
+
+        on_ray = ray_encoder_for(args.ray, home=_home(args), collection=args.collection, backend=args.backend)
+    with on_ray as encoder_for, Collection.open_or_create(
+        args.collection, home=_home(args), model=args.model, window=args.window, overlap=args.overlap,
+        encoder_for=encoder_for,
     ) as col:
         report = col.use_backend(args.backend).add(
             docs, upsert=not args.no_upsert, progress=not args.quiet, max_chars=args.max_document_chars
@@ -228,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-document-chars", type=int, default=MAX_DOCUMENT_CHARS,
                    help="refuse a document longer than this (the server's limit too)")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    s.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="encode across the workers of a Ray cluster (HOST:6379, ray://HOST:10001, auto); "
+                   "--ray alone starts a local one (needs the ray extra; docs/scale.md)")
     _add_backend_option(s)
     s.set_defaults(func=cmd_index)
 
@@ -299,7 +309,8 @@ def _extensions():
     """Subcommands living beside their code (eval, serve, train ...): each module registers its own."""
     import importlib
 
-    for module in ("winnow.cli_maintain", "winnow.evaluate.cli", "winnow.serve.cli", "winnow.train.cli", "winnow.models.cli"):
+    for module in ("winnow.cli_maintain", "winnow.evaluate.cli", "winnow.serve.cli", "winnow.train.cli", "winnow.models.cli",
+                   "winnow.scale.cli"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -178,11 +178,17 @@ class Collection(ReadSnapshot, WritePath, MergePath):
         return cls(path, model=model, encoder_for=encoder_for)
 
     @classmethod
-    def open_or_create(cls, name: str, *, home: Path | str | None = None, model: str | None = None, **kw):
+    def open_or_create(
+        cls, name: str, *, home: Path | str | None = None, model: str | None = None,
+        encoder_for: Callable[[str], Any] | None = None, **kw,
+    ):
+        """``encoder_for`` as for :meth:`open`; ``kw`` go to :meth:`create`."""
         home = Path(home) if home is not None else default_home()
         if (home / check_name(name) / MANIFEST).is_file():
-            return cls.open(name, home=home, model=model)
-        return cls.create(name, home=home, model=model or DEFAULT_BI_ENCODER, **kw)
+            return cls.open(name, home=home, model=model, encoder_for=encoder_for)
+        created = cls.create(name, home=home, model=model or DEFAULT_BI_ENCODER, **kw)
+        created._encoder_for = encoder_for
+        return created
 
     def close(self) -> None:
         self.store.close()

@@ -58,3 +58,8 @@ class IncompatibleCollectionError(CollectionError):
 class CollectionDamagedError(CollectionError):
     """A collection's files were damaged from outside (a truncated manifest, a missing segment): the
     message says what is wrong and how to repair it (``winnow check`` / ``winnow repair``)."""
+
+
+class ClusterError(WinnowError):
+    """A compute cluster (Ray) could not be reached or started, or a distributed job lost work:
+    the message names the address or the rows and what to do."""
