@@ -320,3 +320,45 @@ def test_the_server_lists_a_damaged_collection_and_answers_its_searches_with_409
             assert ok.status_code == 200 and ok.json()["hits"]
     finally:
         server.stop()
+
+
+def test_the_server_serves_searches_while_writes_and_a_merge_commit(demo_documents, tmp_path):
+    """Searches from another thread during adds, deletes and an optimize: every one answers 200 with hits
+    (bounded: 8 writes, searches until the writes are done, at most 400)."""
+    import threading
+
+    httpx = pytest.importorskip("httpx")
+    from winnow.serve.process import ServerProcess
+
+    server = ServerProcess(tmp_path / "data", [], log_path=tmp_path / "server.log").start()
+    docs = [{"id": d.id, "text": d.text, "title": d.title} for d in demo_documents]
+    statuses: list[int] = []
+    done = threading.Event()
+
+    def search_until_done(url: str) -> None:
+        with httpx.Client(base_url=url, timeout=120) as client:
+            while not done.is_set() and len(statuses) < 400:
+                r = client.post("/collections/live/search", json={"query": "how do plants make food", "method": "hybrid"})
+                statuses.append(r.status_code if r.status_code != 200 or r.json()["hits"] else -1)
+
+    try:
+        with httpx.Client(base_url=server.url, timeout=300) as http:
+            assert http.post("/collections", json={"name": "live"}).status_code == 201
+            assert http.post("/collections/live/documents", json={"documents": docs[:10]}).status_code == 200
+            reader = threading.Thread(target=search_until_done, args=(server.url,))
+            reader.start()
+            for i in range(10, 40, 6):
+                assert http.post("/collections/live/documents", json={"documents": docs[i : i + 6]}).status_code == 200
+            assert http.post("/collections/live/documents:delete", json={"ids": [docs[12]["id"], docs[20]["id"]]}).status_code == 200
+            r = http.post("/collections/live:optimize")
+            assert r.status_code == 200, r.text
+            merged = r.json()
+            assert merged["segments_after"] == 1 and merged["tombstones_purged"] >= 2
+            done.set()
+            reader.join(timeout=300)
+            stats = http.get("/collections/live").json()
+            assert (stats["documents"], stats["segments"], stats["tombstones"]) == (38, 1, 0)
+    finally:
+        done.set()
+        server.stop()
+    assert statuses and set(statuses) == {200}, statuses

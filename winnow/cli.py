@@ -66,6 +66,7 @@ def cmd_search(args) -> int:
     if args.rerank is not None:
         from winnow.models.resolve import default_reranker
         from winnow.rerank.cross_encoder import CrossEncoderReranker
+
         from winnow.rerank.options import reading_from_args
 
         reranker = CrossEncoderReranker(
@@ -260,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-probability", type=float, default=None, metavar="P",
                    help="keep only hits at least this likely relevant (0..1; needs a calibrated reranker)")
     s.add_argument("--dense-index", choices=["auto", "exact", "hnsw"], default="auto",
-                   help="dense search: exact, HNSW, or auto (exact below 20,000 chunks)")
+                   help="dense search: exact, or auto/hnsw: the HNSW graphs of segments of 20,000+ chunks, exact elsewhere")
     s.add_argument("--json", action="store_true", help="print the ranking as JSON")
     from winnow.rerank.options import add_rerank_options
 

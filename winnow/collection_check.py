@@ -64,7 +64,9 @@ def check_collection(path: Path) -> CheckReport:
             problems.append(f"segment folder {SEGMENTS}/{seg_name} is missing; {repair}")
             continue
         try:
-            segments.append(Segment(folder))
+            seg = Segment(folder)
+            seg.postings, seg.hnsw  # everything a search reads
+            segments.append(seg)
         except (IncompatibleIndexError, OSError, ValueError) as exc:
             problems.append(f"segment {seg_name} cannot be read ({exc}); {repair}")
     dead = manifest.get("tombstones")

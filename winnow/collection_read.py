@@ -74,8 +74,8 @@ class ReadSnapshot:
                 raise FileNotFoundError(2, "segment folder missing", str(folder / name))
             try:
                 seg = Segment(folder / name)
-                if graphs:
-                    seg.hnsw  # read now: a merge may remove the folder later
+                if graphs:  # a reader reads everything now: a merge may remove the folder later
+                    seg.postings, seg.hnsw
             except FileNotFoundError:
                 raise
             except (IncompatibleIndexError, OSError, ValueError) as exc:  # truncated or overwritten files

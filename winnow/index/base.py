@@ -112,6 +112,11 @@ def as_vectors(vectors: Any, dim: int, what: str = "vectors") -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def text_queries(queries) -> list[str]:
+    """Queries of a lexical index as a list; one string counts as one query."""
+    return [queries] if isinstance(queries, str) else list(queries)
+
+
 def empty_result(n_queries: int, k: int) -> SearchResult:
     return SearchResult(
         keys=np.full((n_queries, k), -1, dtype=np.int64),

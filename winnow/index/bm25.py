@@ -29,6 +29,7 @@ from winnow.index.base import (
     check_manifest,
     check_unique,
     empty_result,
+    text_queries,
     load_array,
     save_array,
     write_manifest,
@@ -160,9 +161,7 @@ class BM25Index(Index):
     def search(self, queries: Sequence[str] | str, k: int) -> SearchResult:
         """Best ``k`` matching rows per query; one string counts as one query."""
         k = check_k(k)
-        if isinstance(queries, str):
-            queries = [queries]
-        queries = list(queries)
+        queries = text_queries(queries)
         result = empty_result(len(queries), k)
         if not queries or len(self) == 0:
             return result

@@ -60,10 +60,17 @@ class Segment:
         self.doc_ids = load_array(self.path / "doc_ids.npy", mmap=True)
         self.chunk_idx = load_array(self.path / "chunk_idx.npy", mmap=True)
         self.vectors = load_array(self.path / "vectors.npy", mmap=True)
-        self.postings = Postings.load(self.path / "postings")
-        shapes = (self.keys.size, self.doc_of.size, self.chunk_idx.size, self.vectors.shape[0], self.postings.n_rows)
+        shapes = (self.keys.size, self.doc_of.size, self.chunk_idx.size, self.vectors.shape[0])
         if len(set(shapes)) != 1 or shapes[0] != self.rows or (self.rows and self.vectors.shape[1] != self.dim):
             raise IncompatibleIndexError(f"{self.path}: files disagree on the number of rows {shapes} (manifest: {self.rows})")
+
+    @cached_property
+    def postings(self) -> Postings:
+        """BM25 counts, read on first use (a write that only looks at segment sizes never parses them)."""
+        postings = Postings.load(self.path / "postings")
+        if postings.n_rows != self.rows:
+            raise IncompatibleIndexError(f"{self.path}: postings hold {postings.n_rows} rows, the segment {self.rows}")
+        return postings
 
     @cached_property
     def hnsw(self):

@@ -25,7 +25,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from winnow.index.base import SearchResult, as_vectors, check_k, empty_result
+from winnow.index.base import SearchResult, as_vectors, check_k, empty_result, text_queries
 from winnow.index.flat import _BLOCK, top_k
 from winnow.index.postings import live_stats, score_segments, tokenize
 from winnow.index.segment import Segment
@@ -145,6 +145,26 @@ class SegmentKeyMap(Mapping):
     def __contains__(self, key) -> bool:
         return self._find(key) >= 0
 
+    def resolve(self, keys: np.ndarray) -> list[tuple[str, int] | None]:
+        """(document id, chunk index) for each key at once; None for a padding (-1) or unknown key."""
+        keys = np.asarray(keys, dtype=np.int64)
+        out: list[tuple[str, int] | None] = [None] * keys.size
+        if not self._keys.size or not keys.size:
+            return out
+        idx = np.minimum(np.searchsorted(self._keys, keys), self._keys.size - 1)
+        found = (self._keys[idx] == keys) & (keys >= 0)
+        hits = np.flatnonzero(found)
+        segs, rows = self._seg[idx[hits]], self._row[idx[hits]]
+        for s in np.unique(segs).tolist():
+            seg = self._set.segments[s]
+            mine = segs == s
+            where, seg_rows = hits[mine], rows[mine]
+            names = seg.doc_ids[np.asarray(seg.doc_of)[seg_rows]]
+            chunks = np.asarray(seg.chunk_idx)[seg_rows]
+            for i, name, chunk in zip(where.tolist(), names.tolist(), chunks.tolist()):
+                out[i] = (name.decode("utf-8"), chunk)
+        return out
+
     def __iter__(self) -> Iterator[int]:
         return iter(self._keys.tolist())
 
@@ -230,9 +250,7 @@ class LexicalView(_View):
 
     def search(self, queries: Sequence[str] | str, k: int) -> SearchResult:
         k = check_k(k)
-        if isinstance(queries, str):
-            queries = [queries]
-        queries = list(queries)
+        queries = text_queries(queries)
         result = empty_result(len(queries), k)
         segs = self.segments.segments
         if not queries or not segs or self._n == 0:

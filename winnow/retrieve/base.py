@@ -78,10 +78,10 @@ def collapse(
     the same)."""
     found: list[tuple[str, float, int]] = []
     seen: set[str] = set()
-    for key, score in zip(keys.tolist(), scores.tolist()):
-        if key < 0 or key not in keymap:
+    for ref, score in zip(resolve(keymap, keys), scores.tolist()):
+        if ref is None:
             continue
-        doc_id, index = keymap[key]
+        doc_id, index = ref
         if doc_id in seen or (allowed is not None and doc_id not in allowed):
             continue
         seen.add(doc_id)
@@ -93,6 +93,15 @@ def collapse(
         Hit(doc_id=doc_id, score=score, rank=rank, chunk=ChunkRef(doc_id, index))
         for rank, (doc_id, score, index) in enumerate(found, start=1)
     )
+
+
+def resolve(keymap: KeyMap, keys: np.ndarray) -> list[tuple[str, int] | None]:
+    """Each key's (document id, chunk index), None where unknown or padding; at once where the map can
+    (a collection's segment key map resolves a whole array in numpy)."""
+    many = getattr(keymap, "resolve", None)
+    if many is not None:
+        return many(keys)
+    return [keymap.get(k) if k >= 0 else None for k in np.asarray(keys).tolist()]
 
 
 def search_documents(
@@ -126,7 +135,8 @@ def search_documents(
         for row, i in enumerate(todo):
             hits = collapse(keys[row], scores[row], keymap, k, allowed)
             results[i] = hits
-            if len(hits) < want and fetch < n_chunks:
+            exhausted = bool((keys[row] < 0).any())  # the index padded: it holds no further match
+            if len(hits) < want and fetch < n_chunks and not exhausted:
                 retry.append(i)
         todo = retry
         fetch = min(n_chunks, fetch * 4)

@@ -1,5 +1,7 @@
 """Routes: collections and their documents (list, create, stats, drop; add/upsert, delete, get)."""
 
+from dataclasses import asdict
+
 from fastapi import Response
 
 from winnow.limits import check_document_sizes
@@ -61,6 +63,11 @@ def collections_router(ctx: AppContext):
             raise ApiError(404, f"no document with id {doc_id!r} in collection {name!r}")
         chunks = [S.ChunkOut(index=c.index, start=c.start, end=c.end, text=c.text) for c in reader.chunks_of(doc_id)]
         return S.DocumentOut(id=doc.id, text=doc.text, title=doc.title, metadata=dict(doc.metadata), chunks=chunks)
+
+    @api.post("/collections/{name}:optimize", response_model=S.OptimizeResponse, tags=["collections"])
+    def optimize_collection(name: CollectionName) -> S.OptimizeResponse:
+        """Merge every segment into one and purge deleted chunks (``winnow optimize``); searches go on meanwhile."""
+        return S.OptimizeResponse(**asdict(catalog.get(name).write(lambda col: col.optimize())))
 
     @api.delete("/collections/{name}/documents/{doc_id:path}", response_model=S.WriteResponse, tags=["documents"])
     def delete_document(name: CollectionName, doc_id: str) -> S.WriteResponse:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, get_type_hints
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, create_model, field_validator
 
 from winnow.collection import NAME_RE, CollectionInfo
+from winnow.collection_merge import MergeReport
 from winnow.errors import InvalidArgumentError
 from winnow.rerank.reading import MAX_WINDOWS
 from winnow.retrieve.filters import check_filter
@@ -139,6 +140,12 @@ class WriteResponse(BaseModel):
     seconds: float
 
 
+# What POST /collections/{name}:optimize did: winnow.collection_merge.MergeReport, field for field.
+OptimizeResponse = create_model(
+    "OptimizeResponse", **{f.name: (get_type_hints(MergeReport)[f.name], ...) for f in fields(MergeReport)},
+)
+
+
 class ChunkOut(BaseModel):
     """One chunk of a document: ``text == document.text[start:end]`` (offsets in Unicode code points);
     a search hit's ``chunk`` (``doc_id#index``) names one of these by ``index``."""
@@ -208,10 +215,6 @@ class SearchRequest(Body):
     min_probability: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(
         None, description="keep only hits at least this likely relevant (needs a reranker that ships a calibration)"
     )
-    include_first_stage: StrictBool = Field(
-        False, description="also return the first stage's own top_k hits in its order (first_stage), to see what "
-        "reranking changed"
-    )
     budget_ms: Annotated[float, Field(ge=0.0, le=MAX_BUDGET_MS)] | None = Field(
         None, description="time the rerank stage may take: candidates are read in first-stage order until it is spent "
         "(the rest follow unread, rerank_score null); null for no limit"
@@ -222,6 +225,10 @@ class SearchRequest(Body):
     )
     aggregation: Literal["maxp", "firstp", "softmax"] = Field(
         "maxp", description="with max_windows > 1: a document's score is its best window's (maxp), its first's, or a soft maximum"
+    )
+    include_first_stage: StrictBool = Field(
+        False, description="also return the first stage's own top_k hits in its order (first_stage), to see what "
+        "reranking changed"
     )
 
     def reranking(self) -> tuple[bool, str | None]:
