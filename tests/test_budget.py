@@ -47,13 +47,20 @@ def test_budget_and_cost_model_arguments_name_the_bad_value():
 
 
 def test_the_cost_model_follows_what_groups_cost_and_shrugs_off_outliers():
-    model = CostModel(1.0, smoothing=0.5)
-    model.observe(100, 200.0)  # 2 ms a token: halfway there
+    model = CostModel(1.0, smoothing=0.5, spread=2.0)
+    assert model.planning_ms_per_token == pytest.approx(1.0 + 2.0 * 0.5)  # the deviation starts at half the prior
+    model.observe(100, 200.0)  # 2 ms a token: the average goes halfway, the deviation a quarter of the way to 1
     assert model.ms_per_token == pytest.approx(1.5)
-    model.observe(10, 10_000.0)  # 1,000 ms a token (a call that loaded the model): clipped to 4x
+    assert model.planning_ms_per_token == pytest.approx(1.5 + 2.0 * (0.5 + 0.25 * (1.0 - 0.5)))
+    model.observe(10, 10_000.0)  # 1,000 ms a token (a call that loaded the model): clipped to 4x the average
     assert model.ms_per_token == pytest.approx(1.5 + 0.5 * (6.0 - 1.5))
+    before = model.planning_ms_per_token
     model.observe(0, 5.0)  # nothing scored: nothing learned
-    assert model.predict(10) == pytest.approx(10 * model.ms_per_token)
+    assert model.planning_ms_per_token == before and model.predict(10) == pytest.approx(10 * before)
+    steady = CostModel(1.0, smoothing=0.5)
+    for _ in range(30):
+        steady.observe(100, 100.0)  # always 1 ms a token: the plan tightens to the rate itself
+    assert steady.planning_ms_per_token == pytest.approx(1.0, abs=1e-3)
 
 
 def test_out_of_reach_worked_out_by_hand():

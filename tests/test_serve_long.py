@@ -18,9 +18,9 @@ QUERY = "how do plants make food"
 ANSWER = ("Photosynthesis is how plants make their food: chlorophyll in the leaves captures sunlight and turns water "
           "and carbon dioxide into sugar.")
 FILLER = " ".join(
-    f"On day {i} the regional water board met again and argued at length about the price of new pipes." for i in range(30)
+    f"On day {i} the regional water board met again and argued at length about the price of new pipes." for i in range(40)
 )
-LONG_DOC = FILLER[:2000] + " " + ANSWER + " " + FILLER[2000:]
+LONG_DOC = FILLER[:2500] + " " + ANSWER + " " + FILLER[2500:]  # as in test_windows: the answer about 550 tokens in
 SHORT = "Plants need water and light to grow, and gardeners water them in the morning."
 
 
@@ -83,7 +83,7 @@ def test_search_with_a_zero_budget_keeps_the_first_stages_order(client, demo_col
                                                           "budget_ms": 0})
     assert r.status_code == 200, r.text
     hits = r.json()["hits"]
-    assert [h["first_stage_rank"] for h in hits] == [1, 2, 3, 4, 5]
+    assert hits and [h["first_stage_rank"] for h in hits] == list(range(1, len(hits) + 1))  # what BM25 matched, in its order
     assert all(h["rerank_score"] is None and h["read_tokens"] == 0 for h in hits)
     assert "winnow_rerank_unread_candidates_total" in client.get("/metrics").text
     windows = client.post(f"/collections/{name}/search", json={"query": QUERY, "method": "bm25", "top_k": 3,

@@ -86,13 +86,13 @@ def test_passage_kept_matches_the_tokenizers_longest_first_truncation(shipped):
 
     tok = Tokenizer.from_file(str(tokenizer_file(shipped.resolved.path)))
     tok.no_padding()
-    room = 40
-    tok.enable_truncation(room + 3, strategy="longest_first")
-    for q in (1, 5, 19, 20, 21, 30, 45):
-        for p in (1, 10, 19, 20, 21, 22, 35, 60):
-            enc = tok.encode(" ".join(["x"] * q), " ".join(["y"] * p))
-            kept = sum(enc.type_ids) - 1  # the passage's tokens, less its [SEP]
-            assert passage_kept(q, p, room) == kept, (q, p)
+    for room in (40, 41):  # an odd room: who gets the odd token when both sides are long
+        tok.enable_truncation(room + 3, strategy="longest_first")
+        for q in (1, 5, 19, 20, 21, 22, 30, 45):
+            for p in (1, 10, 19, 20, 21, 22, 35, 60):
+                enc = tok.encode(" ".join(["x"] * q), " ".join(["y"] * p))
+                kept = sum(enc.type_ids) - 1  # the passage's tokens, less its [SEP]
+                assert passage_kept(q, p, room) == kept, (room, q, p)
 
 
 def test_one_pass_reads_the_passage_as_given_and_counts_what_is_cut(reader):
@@ -190,13 +190,39 @@ def test_a_reranker_without_a_tokenizer_refuses_windows():
 def test_a_window_reading_pipeline_reads_whole_documents(demo_collection, shipped):
     from winnow.pipeline import Pipeline
 
+    from dataclasses import replace
+
+    from winnow.types import Ranking
+
+    def best_chunk_only(ranking):  # stands in for a hydrate that gives each hit a part of its document
+        return Ranking(ranking.query, tuple(replace(h, text="a chunk") for h in demo_collection.hydrate(ranking).hits))
+
     retriever = demo_collection.retriever("bm25")
     with pytest.raises(InvalidArgumentError, match="needs each candidate's whole document: pass documents="):
-        Pipeline(retriever, shipped, depth=5, top_k=5, hydrate=demo_collection.hydrate, reading=Reading(max_windows=4))
-    pipeline = Pipeline(retriever, shipped, depth=5, top_k=5, hydrate=demo_collection.hydrate,
+        Pipeline(retriever, shipped, depth=5, top_k=5, hydrate=best_chunk_only, reading=Reading(max_windows=4))
+    one_pass = Pipeline(retriever, shipped, depth=5, top_k=5, hydrate=best_chunk_only).search("how do plants make food")
+    assert all(h.text == "a chunk" for h in one_pass.hits)
+    pipeline = Pipeline(retriever, shipped, depth=5, top_k=5, hydrate=best_chunk_only,
                         reading=Reading(max_windows=4), documents=demo_collection.get)
     ranking = pipeline.search("how do plants make food")
     docs = demo_collection.get(ranking.doc_ids)
     assert 1 <= len(ranking) <= 5  # what BM25 matched
     for h in ranking.hits:
         assert h.text == docs[h.doc_id].text and h.read_tokens is not None and h.rerank_score is not None
+
+
+def test_windows_beside_a_long_query_are_not_cut(shipped, reader):
+    """A query longer than half a pass: the windows get half a pass and the tokenizer cuts the query, never
+    the window (checked with the model's own truncating tokenizer)."""
+    from tokenizers import Tokenizer
+
+    from winnow.encode.onnx import tokenizer_file
+
+    tok = Tokenizer.from_file(str(tokenizer_file(shipped.resolved.path)))
+    tok.no_padding()
+    tok.enable_truncation(shipped.max_length, strategy="longest_first")
+    for query in (QUERY, " ".join(["why do plants in the garden grow toward the light"] * 12)):
+        (read,) = reader.read(query, [("", LONG_DOC)], Reading(max_windows=64))
+        for text in read.texts:
+            enc = tok.encode(query, text)
+            assert sum(enc.type_ids) - 1 == reader._count([text])[0]  # the whole window was read

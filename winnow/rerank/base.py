@@ -172,7 +172,7 @@ class Reranker(ABC):
         raw_parts: list[np.ndarray] = []
         reads: list[PassageRead] = []
         stop = StopReason.ALL
-        group_tokens = lambda: budget.group_tokens(self.cost_model.ms_per_token)  # noqa: E731
+        group_tokens = lambda: budget.group_tokens(self.cost_model.planning_ms_per_token)  # noqa: E731
         for lo, hi in _groups(passages, group_tokens):
             group = checked[lo:hi] if checked is not None else self.read(query, passages[lo:hi], reading)
             cost = _cost_tokens(group)

@@ -29,7 +29,8 @@ from winnow.rerank.mix import ScoreMix
 DEFAULT_BATCH_TOKENS = 512  # tokens scored between two looks at the clock (about 10 ms of the shipped int8 model here)
 GROUP_SHARE = 0.1  # a group costs at most this share of the budget (see Budget.group_tokens)
 MIN_GROUP_TOKENS = 64
-OUTLIER = 4.0  # a sample is clipped to within this factor of the current estimate
+OUTLIER = 4.0
+DEVIATION_SMOOTHING = 0.25  # Jacobson's h for the deviation (his g, for the average, is CostModel's smoothing)  # a sample is clipped to within this factor of the current estimate
 PRIOR_MS_PER_TOKEN = 0.02  # the shipped int8 reranker on the 2-core development CPU, a little pessimistic
 
 
@@ -77,32 +78,48 @@ class Budget:
 
 
 class CostModel:
-    """Milliseconds per scored token: an exponential moving average of what timed groups cost (thread-safe)."""
+    """Milliseconds per scored token, learned from what timed groups cost (thread-safe).
 
-    def __init__(self, ms_per_token: float = PRIOR_MS_PER_TOKEN, *, smoothing: float = 0.2) -> None:
+    Jacobson's estimator (the one TCP times its retransmissions with): a moving average of the rate and of
+    its deviation; :meth:`predict` plans with the average plus ``spread`` deviations, so a machine whose
+    speed wanders (other work on the cores) is planned for pessimistically and a steady one tightly."""
+
+    def __init__(self, ms_per_token: float = PRIOR_MS_PER_TOKEN, *, smoothing: float = 0.2, spread: float = 2.0) -> None:
         if not (math.isfinite(ms_per_token) and ms_per_token > 0):
             raise InvalidArgumentError(f"ms_per_token must be a positive number, got {ms_per_token!r}")
         if not 0 < smoothing <= 1:
             raise InvalidArgumentError(f"smoothing must be in (0, 1], got {smoothing!r}")
+        if not (math.isfinite(spread) and spread >= 0):
+            raise InvalidArgumentError(f"spread must be a number >= 0, got {spread!r}")
         self._rate = float(ms_per_token)
+        self._deviation = float(ms_per_token) / 2.0
         self.smoothing = float(smoothing)
+        self.spread = float(spread)
         self._lock = threading.Lock()
 
     @property
     def ms_per_token(self) -> float:
+        """The average rate learned so far."""
         return self._rate
 
+    @property
+    def planning_ms_per_token(self) -> float:
+        """The rate :meth:`predict` plans with: the average plus ``spread`` deviations."""
+        return self._rate + self.spread * self._deviation
+
     def predict(self, tokens: int) -> float:
-        return tokens * self._rate
+        return tokens * self.planning_ms_per_token
 
     def observe(self, tokens: int, ms: float) -> None:
-        """Learn from a group of ``tokens`` that took ``ms``. One sample moves the estimate at most 4x either
-        way, so a call that loaded the model, or one the score cache answered, does not throw it off."""
+        """Learn from a group of ``tokens`` that took ``ms``. One sample is clipped to within 4x of the average,
+        so a call that loaded the model, or one the score cache answered, does not throw it off."""
         if tokens <= 0 or not math.isfinite(ms) or ms < 0:
             return
         with self._lock:
             sample = min(max(ms / tokens, self._rate / OUTLIER), self._rate * OUTLIER)
-            self._rate += self.smoothing * (sample - self._rate)
+            error = sample - self._rate
+            self._rate += self.smoothing * error
+            self._deviation += DEVIATION_SMOOTHING * (abs(error) - self._deviation)
 
 
 def out_of_reach(raw: np.ndarray, first: np.ndarray, next_first: float, mix: ScoreMix | None, k: int) -> bool:

@@ -100,15 +100,17 @@ class PassageRead:
 
 def passage_kept(query_tokens: int, passage_tokens: int, room: int) -> int:
     """Passage tokens a pair keeps when the tokenizer cuts query + passage to ``room`` tokens longest first
-    (Hugging Face tokenizers' ``longest_first``: a side no longer than half the room is kept whole and the
-    other side gets the rest; two longer sides get half each, the shorter side the odd token)."""
+    (Hugging Face tokenizers' ``longest_first``: the shorter side, the query on a tie, is kept whole when it
+    fits in half the room and the longer side gets the rest; otherwise the shorter side gets the floor of
+    half the room and the longer side the ceiling)."""
     q, p = query_tokens, passage_tokens
     if q + p <= room:
         return p
-    floor_half, ceil_half = room // 2, room - room // 2
-    if min(q, p) <= ceil_half:
-        return p if p <= q else room - q
-    return floor_half if p >= q else ceil_half
+    shorter_is_query = q <= p
+    shorter = q if shorter_is_query else p
+    if 2 * shorter <= room:
+        return room - q if shorter_is_query else p
+    return room - room // 2 if shorter_is_query else room // 2
 
 
 class PassageReader:
@@ -149,8 +151,9 @@ class PassageReader:
         return reads
 
     def _passage_room(self, query_tokens: int) -> int:
-        """Tokens one pass leaves for the passage after the query (a query longer than half a pass is cut)."""
-        return self.room - min(query_tokens, self.room // 2)
+        """Tokens one pass leaves for a window beside the query: all the rest when the query fits in half a
+        pass, else half a pass (and the tokenizer cuts the query to the other half)."""
+        return self.room - query_tokens if 2 * query_tokens <= self.room else self.room // 2
 
     def _read_one_pass(self, q: int, passages: Sequence[tuple[str, str]]) -> list[PassageRead]:
         joined = [with_title(title, text) for title, text in passages]
@@ -180,7 +183,7 @@ class PassageReader:
             spans = [_snap(enc.word_ids, s, e, n) for s, e in spans]
             texts = tuple(with_title(title, _cut(text, enc.offsets, s, e)) for s, e in spans)
             read = (t if title else 0) + covered(spans)
-            cost = sum(min(q, self.room // 2) + t + (e - s) + self.specials for s, e in spans)
+            cost = sum(min(q + t + e - s, self.room) + self.specials for s, e in spans)
             out.append(PassageRead(texts, t + n, read, t + n - read, cost))
         return out
 
