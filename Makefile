@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "Installing pinned dependencies into $(VENV) (first run: a few minutes)..."
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[eval,train,serve,onnx,test,ray]" 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[eval,train,serve,onnx,test,ray,milvus]" 2>&1 | grep -v "^WARNING: Location" || true
 	$(PY) -c "import winnow, torch, sentence_transformers, faiss, bm25s, ir_measures" 
 	@touch $(STAMP)
 

@@ -40,8 +40,11 @@ def cmd_index(args) -> int:
         on_ray = ray_encoder_for(args.ray, home=_home(args), collection=args.collection, backend=args.backend)
     with on_ray as encoder_for, Collection.open_or_create(
         args.collection, home=_home(args), model=args.model, window=args.window, overlap=args.overlap,
-        encoder_for=encoder_for,
+        encoder_for=encoder_for, store=args.store,
     ) as col:
+        if args.store is not None and col.info().store != args.store.split(":", 1)[0]:
+            raise WinnowError(f"collection {args.collection!r} already exists with its first stage in "
+                              f"{col.info().store!r}; --store applies to new collections only")
         report = col.use_backend(args.backend).add(
             docs, upsert=not args.no_upsert, progress=not args.quiet, max_chars=args.max_document_chars
         )
@@ -231,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default=None, help="bi-encoder id or path (new collections; default all-MiniLM-L6-v2)")
     s.add_argument("--window", type=int, default=256, help="chunk window in tokens (new collections)")
     s.add_argument("--overlap", type=int, default=32, help="chunk overlap in tokens (new collections)")
+    s.add_argument("--store", default=None, metavar="STORE",
+                   help="where a new collection's first stage lives: local segments (default), milvus-lite:PATH "
+                   "(embedded Milvus in one file) or milvus://HOST:PORT (a Milvus server)")
     s.add_argument("--no-upsert", action="store_true",
                    help="refuse documents whose id is already in the collection (default: replace them, and say so)")
     s.add_argument("--max-document-chars", type=int, default=MAX_DOCUMENT_CHARS,

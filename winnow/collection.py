@@ -83,6 +83,7 @@ class CollectionInfo:
     created: str = ""
     segments: int = 0
     tombstones: int = 0  # dead chunks still held by segments, until a merge purges them
+    store: str = "local"  # where the first stage lives: local segments, milvus-lite or milvus
     problem: str | None = None  # set where the collection is damaged: what is wrong and how to repair it
 
 
@@ -126,9 +127,14 @@ class Collection(ReadSnapshot, WritePath, MergePath):
         window: int = 256,
         overlap: int = 32,
         hnsw_min_rows: int = EXACT_BELOW,
+        store: str | None = None,
     ) -> "Collection":
         """``hnsw_min_rows``: segments of at least this many chunks get an HNSW graph (dense "auto"
-        walks it); smaller ones are searched exactly."""
+        walks it); smaller ones are searched exactly. ``store``: where the first stage lives: local
+        segments (default), ``milvus-lite:PATH`` or ``milvus://HOST:PORT`` (:mod:`winnow.index.milvus`)."""
+        from winnow.index.milvus import StoreSpec
+
+        spec = StoreSpec.parse(store)
         home = Path(home) if home is not None else default_home()
         if isinstance(hnsw_min_rows, bool) or not isinstance(hnsw_min_rows, int) or hnsw_min_rows < 1:
             raise InvalidArgumentError(f"hnsw_min_rows must be an integer >= 1, got {hnsw_min_rows!r}")
@@ -148,6 +154,7 @@ class Collection(ReadSnapshot, WritePath, MergePath):
             "model": {"name": model_id(resolved), "fingerprint": model_fingerprint(resolved.path)},
             "chunking": {"window": window, "overlap": overlap},
             "index": {"hnsw_min_rows": int(hnsw_min_rows)},
+            "store": {**spec.to_json(), "collection": remote_name(name, tmp.name)},
             "generation": 0,
             "dim": None,
             "counts": {"documents": 0, "chunks": 0},
@@ -192,6 +199,9 @@ class Collection(ReadSnapshot, WritePath, MergePath):
 
     def close(self) -> None:
         self.store.close()
+        remote = self.__dict__.get("remote")
+        if remote is not None:
+            remote.close()
 
     def __enter__(self) -> "Collection":
         return self
@@ -233,6 +243,9 @@ class Collection(ReadSnapshot, WritePath, MergePath):
     def _undo_interrupted(self) -> None:
         """Under the write lock: drop SQLite rows and files beyond the committed generation (idempotent)."""
         undo_interrupted(self.path, self.store, self.manifest)
+        if self.remote is not None:  # an interrupted write's rows, and retired rows a commit did not get to delete
+            self.remote.delete_after(self.generation)
+            self.remote.delete_keys(self._tombstones().keys)
 
 
     def _write_lock(self, *, wait: bool = True):
@@ -279,6 +292,7 @@ class Collection(ReadSnapshot, WritePath, MergePath):
             overlap=c["chunking"]["overlap"],
             updated=c["updated"],
             created=c.get("created", ""),
+            store=(c.get("store") or {}).get("kind", "local"),
             segments=len(c.get("segments") or ()),
             tombstones=int(c["counts"].get("tombstones", 0)),
         )
@@ -310,10 +324,16 @@ class Collection(ReadSnapshot, WritePath, MergePath):
         allowed = self.matching_ids(filter) if filter is not None else None
         segments = self.segment_set
         keymap = segments.keymap
-        lexical = BM25Retriever(segments.lexical(allowed), keymap, n_docs=n_docs, allowed=allowed)
+        where = None
+        if filter is not None:
+            from winnow.retrieve.filters import check_filter
+
+            where = check_filter(filter)
+        lexical = BM25Retriever(segments.lexical(allowed, where), keymap, n_docs=n_docs, allowed=allowed)
         if method == "bm25":
             return lexical
-        dense = DenseRetriever(self.encoder, segments.dense(DenseMode(dense_index), allowed), keymap, n_docs=n_docs, allowed=allowed)
+        dense_view = segments.dense(DenseMode(dense_index), allowed, where)
+        dense = DenseRetriever(self.encoder, dense_view, keymap, n_docs=n_docs, allowed=allowed)
         if method == "dense":
             return dense
         return HybridRetriever([lexical, dense], fusion=fusion)
@@ -351,6 +371,15 @@ class Collection(ReadSnapshot, WritePath, MergePath):
         )
         return pipeline.search(query)
 
+
+
+def remote_name(name: str, salt: str) -> str:
+    """A Milvus collection name for winnow collection ``name`` (letters, digits, underscores), unique
+    per creation so that a dropped and recreated collection never meets its predecessor's rows."""
+    import hashlib
+    import re
+
+    return f"winnow_{re.sub(r'[^A-Za-z0-9_]', '_', name)}_{hashlib.sha1(salt.encode()).hexdigest()[:8]}"
 
 
 def list_collections(home: Path | str | None = None) -> list[CollectionInfo]:

@@ -160,8 +160,20 @@ def drop_collection(name: str, *, home: Path | str | None = None) -> Path:
     path = home / check_name(name)
     if not (path / MANIFEST).is_file():
         raise CollectionNotFoundError(f"no collection named {name!r} in {home}")
+    try:
+        store = read_manifest(path).get("store")
+    except CollectionDamagedError:
+        store = None
     trash = home / f".{name}.deleting.{os.getpid()}"
     os.rename(path, trash)
     shutil.rmtree(trash)
+    if store and store.get("kind", "local") != "local":  # the first stage's rows in Milvus go too
+        from winnow.index.milvus import MilvusStore, StoreSpec
+
+        remote = MilvusStore(StoreSpec.from_json(store), store["collection"])
+        try:
+            remote.drop()
+        finally:
+            remote.close()
     return path
 

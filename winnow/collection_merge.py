@@ -69,7 +69,7 @@ class MergePath:
             self._refresh()
             self._undo_interrupted()
             names = list(self.manifest.get("segments") or ())
-            if len(names) <= 1 and not self.manifest.get("tombstones"):
+            if (len(names) <= 1 and not self.manifest.get("tombstones")) or self.remote is not None:
                 return MergeReport(0, len(names), len(names), 0, 0, self.generation, 0.0)
             return self._merge(names)
 
@@ -81,9 +81,12 @@ class MergePath:
             return self._merge_by_policy()
 
     def _merge_by_policy(self) -> MergeReport:
-        """Under the write lock: merge while the policy finds something to merge."""
+        """Under the write lock: merge while the policy finds something to merge (a Milvus-backed
+        collection has no segments: Milvus compacts its own)."""
         start = time.perf_counter()
         before = len(self.manifest.get("segments") or ())
+        if self.remote is not None:
+            return MergeReport(0, 0, 0, 0, 0, self.generation, 0.0)
         merges = rows = purged = 0
         while True:
             segments = self._segments_for_merge()

@@ -61,11 +61,25 @@ class ReadSnapshot:
         self._refresh()
         return self.generation != before
 
+    @cached_property
+    def remote(self):
+        """The Milvus store holding this collection's first stage, or None for local segments."""
+        from winnow.index.milvus import MilvusStore, StoreKind, StoreSpec
+
+        spec = StoreSpec.from_json(self.manifest.get("store"))
+        return None if spec.kind is StoreKind.LOCAL else MilvusStore(spec, self.manifest["store"]["collection"])
+
     def _load_segments(self, manifest: dict, *, graphs: bool):
-        """The segments ``manifest`` names (with their HNSW graphs read, for ``graphs``) and its tombstones."""
+        """The segments ``manifest`` names (with their HNSW graphs read, for ``graphs``) and its tombstones;
+        for a Milvus-backed collection, its view of the committed generation."""
         from winnow.index.base import IncompatibleIndexError
         from winnow.index.segment import Segment
         from winnow.index.segments import SegmentSet, Tombstones
+
+        if self.remote is not None:
+            dead = manifest.get("tombstones")
+            keys = np.load(self.path / dead, allow_pickle=False) if dead else np.zeros(0, np.int64)
+            return self.remote.view(int(manifest["generation"]), keys, int(manifest["counts"]["chunks"]))
 
         folder = self.path / SEGMENTS
         segments = []

@@ -20,6 +20,7 @@ from winnow.collection_files import FORMAT_VERSION, MANIFEST, SEGMENTS, remove_s
 from winnow.collection_read import EXACT_BELOW
 from winnow.errors import CollectionExistsError, InvalidArgumentError
 from winnow.index.segment import SegmentRows, write_segment
+from winnow.index.segments import Tombstones
 from winnow.limits import MAX_DOCUMENT_CHARS, check_document_sizes
 from winnow.storage import atomic_write_bytes, write_json_atomic
 from winnow.store import document_hash
@@ -98,8 +99,14 @@ class WritePath:
                     vectors=vectors,
                     texts=[c.content for c in chunks],
                 )
-                segments.append(self._write_segment(new_gen, rows))
-            tombstones = self._tombstones().union(retired)
+                if self.remote is not None:
+                    metadata = {d.id: dict(d.metadata) for d in changed}
+                    self.remote.insert(new_gen, rows.keys, rows.doc_ids, rows.chunk_idx, vectors, rows.texts,
+                                       [metadata[d] for d in rows.doc_ids])
+                else:
+                    segments.append(self._write_segment(new_gen, rows))
+            # a remote store deleted the rows of earlier tombstones after their commits (see _commit)
+            tombstones = Tombstones.of(retired) if self.remote is not None else self._tombstones().union(retired)
             counts = self.manifest["counts"]
             self._commit(
                 new_gen,
@@ -134,8 +141,6 @@ class WritePath:
         return name
 
     def _tombstones(self):
-        from winnow.index.segments import Tombstones
-
         name = self.manifest.get("tombstones")
         return Tombstones.of(np.load(self.path / name, allow_pickle=False) if name else [])
 
@@ -165,6 +170,8 @@ class WritePath:
         self._forget_loaded()
         remove_stale(self.path, manifest)
         self.store.purge(gen)
+        if self.remote is not None and len(tombstones):  # committed: the retired rows can go (idempotent)
+            self.remote.delete_keys(tombstones.keys)
 
 
 def check_documents(docs: Sequence[Document]) -> None:

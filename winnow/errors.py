@@ -63,3 +63,7 @@ class CollectionDamagedError(CollectionError):
 class ClusterError(WinnowError):
     """A compute cluster (Ray) could not be reached or started, or a distributed job lost work:
     the message names the address or the rows and what to do."""
+
+
+class StoreError(WinnowError):
+    """A collection's external first-stage store (Milvus) failed or could not be reached."""

@@ -87,10 +87,12 @@ class SegmentSet:
             return self.live
         return tuple(live & seg.rows_of_documents(allowed) for seg, live in zip(self.segments, self.live))
 
-    def dense(self, mode: DenseMode = DenseMode.AUTO, allowed: frozenset[str] | None = None) -> "DenseView":
+    def dense(self, mode: DenseMode = DenseMode.AUTO, allowed: frozenset[str] | None = None, where=None) -> "DenseView":
+        """``allowed``: the documents a filter matched (``where``, the filter itself, is for stores that
+        filter by expression; segments mask by ``allowed``)."""
         return DenseView(self, self.masks(allowed), DenseMode(mode))
 
-    def lexical(self, allowed: frozenset[str] | None = None) -> "LexicalView":
+    def lexical(self, allowed: frozenset[str] | None = None, where=None) -> "LexicalView":
         return LexicalView(self, self.masks(allowed))
 
     def uses_graphs(self) -> bool:

@@ -7,6 +7,7 @@ import logging
 
 from winnow.errors import (
     CollectionDamagedError,
+    StoreError,
     CollectionExistsError,
     CollectionNotFoundError,
     IncompatibleCollectionError,
@@ -37,6 +38,7 @@ WINNOW_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (CollectionExistsError, 409),
     (IncompatibleCollectionError, 409),
     (CollectionDamagedError, 409),
+    (StoreError, 503),
     (ModelNotServedError, 404),
     (ModelNotFoundError, 404),
     (NoDefaultModelError, 422),
