@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -100,12 +101,14 @@ def test_a_worker_killed_mid_job_loses_and_duplicates_no_row(ray_cluster, bi_enc
     assert _cosines(result.vectors, bi_encoder.encode_documents(demo_texts)).min() >= 0.9999  # every row, once, in place
 
 
-def test_winnow_index_ray_commits_the_collection_as_without(ray_cluster, demo_collection, tmp_path, capsys):
+def test_winnow_index_ray_commits_the_collection_as_without(ray_cluster, demo_collection, tmp_path, capsys, caplog):
     from winnow.cli import main
     from winnow.collection import Collection
 
-    assert main(["--data", str(tmp_path), "index", str(DEMO_CORPUS), "--collection", "onray", "--ray", "-q"]) == 0
+    with caplog.at_level(logging.INFO, logger="winnow.scale.ray_encode"):
+        assert main(["-v", "--data", str(tmp_path), "index", str(DEMO_CORPUS), "--collection", "onray", "--ray", "-q"]) == 0
     assert "+40 added" in capsys.readouterr().out
+    assert any("on 2 Ray workers" in r.getMessage() for r in caplog.records), "the chunks were not encoded on Ray"
     with Collection.open("onray", home=tmp_path) as col:
         assert (col.info().documents, col.info().chunks) == (demo_collection.info().documents, demo_collection.info().chunks)
         for query in QUERIES.values():

@@ -47,13 +47,16 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class RayEncoding:
     """One encoding job: the vectors in the caller's order, the workers it ran on, how many rows came
-    back more than once (a retried batch whose first run had been delivered; kept once), and its time."""
+    back more than once (a retried batch whose first run had been delivered; kept once), its wall time,
+    and ``model_seconds``, the time the workers spent in the model for the rows kept (their sum over
+    workers: ``len(vectors) / model_seconds`` is one worker's rate, the rest of the wall time is Ray's)."""
 
     vectors: np.ndarray
     workers: int
     batches: int
     duplicates: int
     seconds: float
+    model_seconds: float
 
 
 class EncodeWorker:
@@ -70,8 +73,10 @@ class EncodeWorker:
         self.encoder.encode_documents(["load the model now"])
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        start = time.perf_counter()
         vectors = self.encoder.encode_documents([str(t) for t in batch["text"]])
-        return {"row": np.asarray(batch["row"], dtype=np.int64), "vector": vectors}
+        seconds = np.full(len(vectors), (time.perf_counter() - start) / max(len(vectors), 1))
+        return {"row": np.asarray(batch["row"], dtype=np.int64), "vector": vectors, "seconds": seconds}
 
 
 def encode_on_ray(
@@ -118,6 +123,7 @@ def encode_on_ray(
         retries=retries,
     )
     out: np.ndarray | None = None
+    model_seconds = 0.0
     seen = np.zeros(n, dtype=np.int64)
     bar = _progress(n) if progress else None
     try:
@@ -128,6 +134,7 @@ def encode_on_ray(
                 out = np.zeros((n, vectors.shape[1]), dtype=np.float32)
             fresh = seen[got] == 0  # a row delivered twice keeps its first vector (both are the same model's)
             out[got[fresh]] = vectors[fresh]
+            model_seconds += float(np.sum(np.asarray(batch["seconds"])[fresh]))
             np.add.at(seen, got, 1)
             if bar is not None:
                 bar.update(int(fresh.sum()))
@@ -144,7 +151,7 @@ def encode_on_ray(
         log.warning("%d row(s) came back from Ray more than once (a retried batch); each was kept once", duplicates)
     seconds = time.perf_counter() - start
     log.info("encoded %d texts on %d Ray workers in %.1f s (%.1f texts/s)", n, min(workers, blocks), seconds, n / seconds)
-    return RayEncoding(out, min(workers, blocks), blocks, duplicates, seconds)
+    return RayEncoding(out, min(workers, blocks), blocks, duplicates, seconds, model_seconds)
 
 
 class RayEncoder:

@@ -55,7 +55,8 @@ class RerankedQuery:
 class RerankedRun:
     """A reranked run, queries in the input's order (``run``, ready for
     :func:`winnow.evaluate.report.write_run`), what it read, where, and how long it took. ``workers`` is
-    0 for this process; ``duplicates`` counts queries a retried Ray batch delivered twice (kept once)."""
+    0 for this process; ``duplicates`` counts queries a retried Ray batch delivered twice (kept once);
+    ``model_seconds`` is the time spent reranking the queries kept, summed over workers."""
 
     run: Mapping[str, tuple[tuple[str, float], ...]]
     queries: int
@@ -63,6 +64,7 @@ class RerankedRun:
     workers: int
     duplicates: int
     seconds: float
+    model_seconds: float
 
     @property
     def pairs_per_second(self) -> float:
@@ -127,7 +129,8 @@ def rerank_here(
     finally:
         if bar is not None:
             bar.close()
-    return _assemble(items, {r.qid: r for r in done}, workers=0, duplicates=0, seconds=time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return _assemble(items, {r.qid: r for r in done}, workers=0, duplicates=0, seconds=seconds, model_seconds=seconds)
 
 
 class RerankWorker:
@@ -145,9 +148,11 @@ class RerankWorker:
 
         out = []
         for row in batch.to_pylist():
+            start = time.perf_counter()
             item = QueryCandidates(row["qid"], row["query"], *(tuple(row[k]) for k in ("doc_ids", "scores", "titles", "texts")))
             done = rerank_query(self.reranker, item, self.first_stage)
-            out.append({"qid": done.qid, "doc_ids": list(done.doc_ids), "scores": list(done.scores)})
+            out.append({"qid": done.qid, "doc_ids": list(done.doc_ids), "scores": list(done.scores),
+                        "seconds": time.perf_counter() - start})
         return pa.Table.from_pylist(out)
 
 
@@ -186,7 +191,7 @@ def rerank_on_ray(
         raise InvalidArgumentError(f"workers must be >= 1 (or None for every CPU of the cluster), got {workers}")
     start = time.perf_counter()
     if not items:
-        return _assemble(items, {}, workers=0, duplicates=0, seconds=0.0)
+        return _assemble(items, {}, workers=0, duplicates=0, seconds=0.0, model_seconds=0.0)
     reranker = make_reranker(model, backend=backend, max_length=max_length)
     rows = max(1, min(queries_per_batch, math.ceil(len(items) / (2 * workers))))
     blocks = math.ceil(len(items) / rows)
@@ -204,7 +209,7 @@ def rerank_on_ray(
         actors=actors, cpus_per_actor=cpus_per_worker, batch_rows=rows, batch_format="pyarrow", retries=retries,
     )
     done: dict[str, RerankedQuery] = {}
-    duplicates = 0
+    duplicates, model_seconds = 0, 0.0
     bar = _progress(len(items)) if progress else None
     try:
         for row in ds.iter_rows():
@@ -212,6 +217,7 @@ def rerank_on_ray(
                 duplicates += 1
                 continue
             done[row["qid"]] = RerankedQuery(row["qid"], tuple(row["doc_ids"]), tuple(float(s) for s in row["scores"]))
+            model_seconds += float(row["seconds"])
             if bar is not None:
                 bar.update(1)
     except ray.exceptions.RayError as exc:
@@ -221,10 +227,12 @@ def rerank_on_ray(
             bar.close()
     if duplicates:
         log.warning("%d query(ies) came back from Ray more than once (a retried batch); each was kept once", duplicates)
-    return _assemble(items, done, workers=actors, duplicates=duplicates, seconds=time.perf_counter() - start)
+    return _assemble(items, done, workers=actors, duplicates=duplicates, seconds=time.perf_counter() - start,
+                     model_seconds=model_seconds)
 
 
-def _assemble(items, done: Mapping[str, RerankedQuery], *, workers: int, duplicates: int, seconds: float) -> RerankedRun:
+def _assemble(items, done: Mapping[str, RerankedQuery], *, workers: int, duplicates: int, seconds: float,
+              model_seconds: float) -> RerankedRun:
     lost = [i.qid for i in items if i.qid not in done]
     if lost:
         raise ClusterError(f"{len(lost)} of {len(items)} queries never came back from the workers (first: {lost[:5]})")
@@ -232,7 +240,7 @@ def _assemble(items, done: Mapping[str, RerankedQuery], *, workers: int, duplica
     pairs = sum(len(i.doc_ids) for i in items)
     log.info("reranked %d queries (%d pairs) in %.1f s on %s", len(items), pairs, seconds,
              f"{workers} Ray workers" if workers else "this process")
-    return RerankedRun(run, len(items), pairs, workers, duplicates, seconds)
+    return RerankedRun(run, len(items), pairs, workers, duplicates, seconds, model_seconds)
 
 
 def _progress(total: int):
