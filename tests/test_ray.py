@@ -197,6 +197,14 @@ def test_importing_the_scale_modules_loads_no_ray():
     assert out.strip() == "False"
 
 
+def test_an_address_where_no_cluster_answers_fails_fast_naming_it():
+    from winnow.scale.cluster import check_reachable
+
+    with pytest.raises(ClusterError, match=r"no Ray cluster answers at '127.0.0.1:1' .*ray start --head"):
+        check_reachable("127.0.0.1:1")  # loopback, refused at once
+    check_reachable("auto")  # left to Ray
+
+
 def test_without_ray_the_error_names_the_extra(monkeypatch):
     from winnow.scale.cluster import connect
 

@@ -65,6 +65,7 @@ def connect(address: str | None = LOCAL, *, num_cpus: int | None = None) -> RayC
                          logging_level=logging.WARNING)
                 started = True
             else:
+                check_reachable(address)
                 ray.init(address=address, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ClusterError(
@@ -82,6 +83,25 @@ def connect(address: str | None = LOCAL, *, num_cpus: int | None = None) -> RayC
         raise ClusterError(f"the Ray cluster at {address!r} offers no CPU to run workers on")
     log.info("Ray cluster %s: %d CPUs (%s)", address, cpus, "started here" if started else "joined")
     return RayCluster(address, cpus, started)
+
+
+def check_reachable(address: str, *, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not minutes, where ``HOST:PORT`` (or ``ray://HOST:PORT``) accepts no connection
+    (``ray.init`` waits a long while for a cluster that is not there). ``auto`` is left to Ray."""
+    import socket
+
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", or a form Ray knows and this check does not
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ClusterError(
+            f"no Ray cluster answers at {address!r} ({exc.strerror or exc}). Start one with `ray start --head` and pass "
+            f"its address (HOST:6379, or ray://HOST:10001 for Ray Client), or pass --ray alone for a local one"
+        ) from None
 
 
 @contextlib.contextmanager
