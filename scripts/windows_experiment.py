@@ -93,13 +93,13 @@ def _past_first_window(dataset, col, reranker, rel: int) -> set[str]:
             for d in ds:
                 text, page = docs[d].text, pages[q]
                 before = PAGE_SEPARATOR.join(text.split(PAGE_SEPARATOR)[:page])
-                room = reader._passage_room(reader._count([dataset.queries[q]])[0])
-                if reader._count([before])[0] >= room - 16:  # the answer starts (almost) past the first window
+                room = reader.window_room(reader.count([dataset.queries[q]])[0])
+                if reader.count([before])[0] >= room - 16:  # the answer starts (almost) past the first window
                     far.add(q)
         return far
     for q, ds in judged.items():
-        room = reader._passage_room(reader._count([dataset.queries[q]])[0])
-        if any(reader._count([docs[d].title + " " + docs[d].text])[0] > room for d in ds if d in docs):
+        room = reader.window_room(reader.count([dataset.queries[q]])[0])
+        if any(reader.count([docs[d].title + " " + docs[d].text])[0] > room for d in ds if d in docs):
             far.add(q)
     return far
 

@@ -98,21 +98,21 @@ def test_passage_kept_matches_the_tokenizers_longest_first_truncation(shipped):
 def test_one_pass_reads_the_passage_as_given_and_counts_what_is_cut(reader):
     (read,) = reader.read(QUERY, [("Notes", LONG_DOC)])
     assert read.texts == (with_title("Notes", LONG_DOC),)  # the tokenizer cuts it, exactly as before
-    total = reader._count([with_title("Notes", LONG_DOC)])[0]
-    q = reader._count([QUERY])[0]
+    total = reader.count([with_title("Notes", LONG_DOC)])[0]
+    q = reader.count([QUERY])[0]
     assert read.tokens == total and read.read_tokens == reader.room - q and read.truncated_tokens == total - read.read_tokens
     (short,) = reader.read(QUERY, [("", SHORT)])
-    assert short.truncated_tokens == 0 and short.read_tokens == short.tokens == reader._count([SHORT])[0]
+    assert short.truncated_tokens == 0 and short.read_tokens == short.tokens == reader.count([SHORT])[0]
 
 
 def test_windows_cover_the_document_each_within_one_pass(reader):
-    q = reader._count([QUERY])[0]
+    q = reader.count([QUERY])[0]
     (read,) = reader.read(QUERY, [("Notes", LONG_DOC)], Reading(max_windows=64))
     assert len(read.texts) > 3 and read.truncated_tokens == 0 and read.read_tokens == read.tokens
-    title = reader._count(["Notes"])[0]
+    title = reader.count(["Notes"])[0]
     for text in read.texts:
         assert text.startswith("Notes ")
-        assert reader._count([text])[0] <= reader.room - q  # query + window fit one pass: nothing is cut
+        assert reader.count([text])[0] <= reader.room - q  # query + window fit one pass: nothing is cut
     assert sum(ANSWER[:40] in t for t in read.texts) >= 1
     assert read.texts[0][len("Notes "):] in LONG_DOC and LONG_DOC.startswith(read.texts[0][len("Notes "):])
     (capped,) = reader.read(QUERY, [("Notes", LONG_DOC)], Reading(max_windows=2))
@@ -225,4 +225,4 @@ def test_windows_beside_a_long_query_are_not_cut(shipped, reader):
         (read,) = reader.read(query, [("", LONG_DOC)], Reading(max_windows=64))
         for text in read.texts:
             enc = tok.encode(query, text)
-            assert sum(enc.type_ids) - 1 == reader._count([text])[0]  # the whole window was read
+            assert sum(enc.type_ids) - 1 == reader.count([text])[0]  # the whole window was read

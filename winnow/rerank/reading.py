@@ -128,13 +128,14 @@ class PassageReader:
         if self.room < 8:
             raise InvalidArgumentError(f"max_length {max_length} leaves {self.room} tokens for query and passage; use >= {pair - plain + 8}")
 
-    def _count(self, texts: Sequence[str]) -> list[int]:
+    def count(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text alone (no special tokens)."""
         return [len(e.ids) for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
     def read(self, query: str, passages: Sequence[tuple[str, str]], reading: Reading = ONE_PASS) -> list[PassageRead]:
         """One :class:`PassageRead` per (title, text), in order. Raises :class:`PassageTooLongError` (naming the
         first such passage) where ``reading.truncate`` is False and a passage would lose tokens."""
-        q = self._count([query])[0]
+        q = self.count([query])[0]
         if reading.windowed or reading.truncation is Truncation.LEFT:
             reads = self._read_windows(q, passages, reading)
         else:
@@ -142,7 +143,7 @@ class PassageReader:
         if not reading.truncate:
             for i, r in enumerate(reads):
                 if r.truncated_tokens:
-                    per_pass = self._passage_room(q)
+                    per_pass = self.window_room(q)
                     raise PassageTooLongError(
                         f"document {i} has {r.tokens} tokens; with this query the reranker reads {per_pass} a window "
                         f"and {reading.max_windows} window(s) ({r.read_tokens} of its tokens): allow truncation "
@@ -150,7 +151,7 @@ class PassageReader:
                     )
         return reads
 
-    def _passage_room(self, query_tokens: int) -> int:
+    def window_room(self, query_tokens: int) -> int:
         """Tokens one pass leaves for a window beside the query: all the rest when the query fits in half a
         pass, else half a pass (and the tokenizer cuts the query to the other half)."""
         return self.room - query_tokens if 2 * query_tokens <= self.room else self.room // 2
@@ -158,14 +159,14 @@ class PassageReader:
     def _read_one_pass(self, q: int, passages: Sequence[tuple[str, str]]) -> list[PassageRead]:
         joined = [with_title(title, text) for title, text in passages]
         out = []
-        for text, n in zip(joined, self._count(joined)):
+        for text, n in zip(joined, self.count(joined)):
             kept = passage_kept(q, n, self.room)
             out.append(PassageRead((text,), n, kept, n - kept, min(q + n, self.room) + self.specials))
         return out
 
     def _read_windows(self, q: int, passages: Sequence[tuple[str, str]], reading: Reading) -> list[PassageRead]:
-        room = self._passage_room(q)
-        titles = self._count([t for t, _ in passages])
+        room = self.window_room(q)
+        titles = self.count([t for t, _ in passages])
         encodings = self.tokenizer.encode_batch([text for _, text in passages], add_special_tokens=False)
         out = []
         for (title, text), t, enc in zip(passages, titles, encodings):
