@@ -158,3 +158,28 @@ def test_a_cascade_reranks_the_small_stages_best_with_the_last_stage(shipped, ti
     assert set(ranking.timings_ms) == {"rerank1", "rerank2", "rerank"}
     with pytest.raises(InvalidArgumentError, match=r"must not grow.*\[5, 20\]"):
         CascadeReranker([CascadeStage(small, 5), CascadeStage(shipped, 20)])
+
+
+# -- the command line's rerank options -------------------------------------------------------------------
+def test_rerank_options_are_validated_and_become_a_reading_and_a_budget(capsys):
+    from winnow.cli import build_parser
+    from winnow.rerank.options import budget_from_args, reading_from_args
+    from winnow.rerank.reading import Reading, Truncation
+    from winnow.rerank.windows import Aggregation
+
+    parser = build_parser()
+    for bad, message in ((["--max-windows", "0"], "--max-windows must be in 1..64, got 0"),
+                         (["--budget-ms", "-5"], "--budget-ms must be a finite number >= 0, got '-5'"),
+                         (["--aggregation", "mean"], "invalid choice: 'mean'")):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["search", "c", "q", "--rerank", *bad])
+        assert message in capsys.readouterr().err
+    args = parser.parse_args(["search", "c", "q", "--rerank", "--max-windows", "6", "--aggregation", "softmax",
+                              "--truncation", "left", "--budget-ms", "150"])
+    assert reading_from_args(args) == Reading(max_windows=6, aggregation=Aggregation.SOFTMAX, truncation=Truncation.LEFT)
+    assert budget_from_args(args, k=10) == Budget(150.0, k=10)
+    plain = parser.parse_args(["eval", "data"])
+    assert reading_from_args(plain) == Reading() and budget_from_args(plain) is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["search", "c", "q", "--window-overlap", "-1"])
+    assert "--window-overlap must be >= 0, got -1" in capsys.readouterr().err

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 
-from winnow.errors import InvalidArgumentError
 from winnow.rerank.budget import Budget
 from winnow.rerank.reading import DEFAULT_OVERLAP, MAX_WINDOWS, Reading, Truncation
 from winnow.rerank.windows import Aggregation
@@ -52,13 +51,10 @@ def add_rerank_options(parser) -> None:
 
 
 def reading_from_args(args) -> Reading:
-    try:
-        return Reading(
-            max_windows=args.max_windows, overlap=args.window_overlap,
-            aggregation=Aggregation(args.aggregation), truncation=Truncation(args.truncation),
-        )
-    except InvalidArgumentError as exc:  # e.g. an overlap not below the window: the message names the values
-        raise InvalidArgumentError(f"rerank options: {exc}") from None
+    return Reading(
+        max_windows=args.max_windows, overlap=args.window_overlap,
+        aggregation=Aggregation(args.aggregation), truncation=Truncation(args.truncation),
+    )
 
 
 def budget_from_args(args, *, k: int | None = None) -> Budget | None:
