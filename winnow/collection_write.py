@@ -128,11 +128,8 @@ class WritePath:
                 generation=new_gen,
                 seconds=time.perf_counter() - start,
             )
-            if self.auto_merge:
-                self._merge_by_policy()
+            self._merge_by_policy()  # after the commit: the write is durable whatever a merge does
             return report
-
-    auto_merge: bool = True  # fold small segments together after a write (see winnow.collection_merge)
 
     def _write_segment(self, gen: int, rows: "SegmentRows", postings=None) -> str:
         """Write segment ``seg-<gen>`` beside the committed files (named in the manifest at commit)."""

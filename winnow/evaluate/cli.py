@@ -40,6 +40,8 @@ def register(subparsers) -> None:
     )
     s.add_argument("--output", "-o", metavar="DIR", help="where to write the report (default ./eval-<dataset>)")
     s.add_argument("--cache-dir", metavar="DIR", help="corpus index cache (default $WINNOW_HOME/.eval-cache)")
+    s.add_argument("--store", default=None, metavar="STORE",
+                   help="first stage of the corpus cache: local segments (default), milvus-lite:PATH or milvus://HOST:PORT")
     s.add_argument("--model", default=None, help="bi-encoder id or folder (default all-MiniLM-L6-v2)")
     s.add_argument(
         "--backend", choices=["auto", "torch", "onnx", "onnx-int8"], default=None,
@@ -84,6 +86,7 @@ def cmd_eval(args) -> int:
         progress=not args.quiet,
         reading=reading_from_args(args),
         budget=budget_from_args(args, k=10),  # candidates out of reach of the top 10 (nDCG@10's) are not read
+        store=args.store,
     )
     paths = write_report(report, output)
     print(format_table(report))

@@ -94,15 +94,17 @@ def resolved_backend(backend: str | None) -> str:
     return resolve_backend(backend or "auto")
 
 
-def cache_name(dataset: BeirDataset, model: str, backend: str | None = None) -> str:
-    """``<dataset folder>-<12 hex>``: the hash covers the corpus content, the bi-encoder's name and the
-    backend that encodes it (int8 vectors differ a little from fp32 ones)."""
+def cache_name(dataset: BeirDataset, model: str, backend: str | None = None, store: str | None = None) -> str:
+    """``<dataset folder>-<12 hex>``: the hash covers the corpus content, the bi-encoder's name, the
+    backend that encodes it (int8 vectors differ a little from fp32 ones) and where the first stage lives."""
     from winnow.models.resolve import resolve_model
 
     digest = hashlib.blake2b(digest_size=6)
     digest.update(dataset.corpus_hash.encode())
     digest.update(resolve_model(model).name.encode())
     digest.update(resolved_backend(backend).encode())
+    if store not in (None, "", "local"):
+        digest.update(store.encode())
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset.name).strip("-.") or "dataset"
     return f"{slug[:48]}-{digest.hexdigest()}"
 
@@ -131,18 +133,20 @@ def open_corpus_cache(
     model: str | None = None,
     backend: str | None = None,
     progress: bool = False,
+    store: str | None = None,
 ):
     """The collection holding ``dataset``'s corpus (built on first use) and a :class:`CorpusCache`.
-    ``backend`` picks the bi-encoder backend (None: winnow's default for this machine)."""
+    ``backend`` picks the bi-encoder backend (None: winnow's default for this machine); ``store`` where its
+    first stage lives (see :meth:`winnow.collection.Collection.create`)."""
     from winnow.collection import Collection
     from winnow.models.resolve import DEFAULT_BI_ENCODER
 
     model = model or DEFAULT_BI_ENCODER
     cache_dir = Path(cache_dir)
-    name = cache_name(dataset, model, backend)
+    name = cache_name(dataset, model, backend, store)
     meta_path = cache_dir / f"{name}.eval.json"
     with _build_lock(cache_dir / f".{name}.lock"):
-        col = Collection.open_or_create(name, home=cache_dir, model=model)
+        col = Collection.open_or_create(name, home=cache_dir, model=model, store=store)
         if backend is not None and hasattr(col, "use_backend"):
             col.use_backend(backend)
         meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
@@ -343,6 +347,7 @@ def evaluate(
     on_method: Callable[[MethodResult], None] | None = None,
     reading=None,
     budget=None,
+    store: str | None = None,
 ) -> EvalReport:
     """Evaluate ``methods`` on the judged queries of ``dataset``; ``reranker`` (an object) wins over ``rerank``
     (a cross-encoder id or folder) for the ``X>rerank`` methods. ``reading`` (a
@@ -357,7 +362,8 @@ def evaluate(
         raise WinnowError(f"no query of {dataset.path} has judgments in qrels/{dataset.split}.tsv: nothing to evaluate")
     if any(s.rerank for s in specs) and reranker is None:
         reranker = _make_reranker(rerank, [s.name for s in specs if s.rerank], max_length, backend)
-    col, cache = open_corpus_cache(dataset, cache_dir=cache_dir, model=model, backend=backend, progress=progress)
+    col, cache = open_corpus_cache(dataset, cache_dir=cache_dir, model=model, backend=backend, progress=progress,
+                                   store=store)
     results: list[MethodResult] = []
     try:
         for spec in specs:
