@@ -383,3 +383,7 @@ def register(subparsers) -> None:
     p.add_argument("--report", nargs="+", metavar="REPORT_JSON",
                    help="winnow eval report.json files of this model on test sets, shown in the shipped model card")
     p.set_defaults(func=cmd_ship)
+
+    from winnow.train.cli_late import register as register_late  # train colbert, train bi-encoder
+
+    register_late(tsub)

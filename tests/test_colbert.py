@@ -1,0 +1,191 @@
+"""ColBERT (late interaction) and distillation: the model's inputs, MaxSim on hand-built matrices, teacher
+scores, and a few real training steps on 16 queries (the bundled MiniLM, the shipped reranker as teacher,
+short texts). No full training runs here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from test_train import PAIRS
+from winnow.errors import InvalidArgumentError
+from winnow.train.data import Passage, TrainingExample, passage_id
+from winnow.train.dev_eval import ndcg_at_10, rerank_dev
+from winnow.train.teacher import DistillExample, drop_false_negatives, score_examples
+
+torch = pytest.importorskip("torch")
+
+
+def _examples() -> list[TrainingExample]:
+    """Each question, its answer, three other facts as negatives; a 'first stage' list with a negative on top."""
+    out = []
+    for i, (q, p) in enumerate(PAIRS):
+        negs = [PAIRS[(i + j) % len(PAIRS)][1] for j in (1, 2, 5)]
+        ranking = tuple(Passage(passage_id(t), t) for t in [negs[0], p, negs[1], negs[2]])
+        out.append(TrainingExample(f"q{i}", q, (Passage(passage_id(p), p),),
+                                   tuple(Passage(passage_id(t), t) for t in negs), "toy", ranking))
+    return out
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    from winnow.train.teacher import teacher_reranker
+
+    return teacher_reranker()
+
+
+@pytest.fixture(scope="module")
+def scored(teacher, tmp_path_factory):
+    return score_examples(_examples(), teacher.raw_scores, negatives=3, cache=tmp_path_factory.mktemp("teacher"), chunk=5)
+
+
+# -- MaxSim with known answers ----------------------------------------------------------------------
+def test_maxsim_hand_built():
+    from winnow.encode.colbert_torch import maxsim_scores, paired_maxsim
+
+    q = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # two query tokens: e1, e2
+    d = torch.tensor([
+        [[1.0, 0.0], [0.6, 0.8], [0.0, 0.0]],  # best for e1: 1.0, for e2: 0.8 -> 1.8 (third row is padding)
+        [[0.0, -1.0], [0.0, 0.0], [0.0, 0.0]],  # e1: 0.0, e2: -1.0 -> -1.0 (only one real token)
+    ])
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    assert maxsim_scores(q, d, mask)[0].tolist() == pytest.approx([1.8, -1.0])
+    assert paired_maxsim(q, d, mask, 2)[0].tolist() == pytest.approx([1.8, -1.0])
+
+
+# -- the model's inputs ------------------------------------------------------------------------------
+def test_query_and_document_markers_and_mask_padding():
+    from transformers import AutoTokenizer
+
+    from winnow.encode.colbert import ColBERTConfig, tokenize_documents, tokenize_queries
+    from winnow.models.resolve import resolve_model
+
+    tok = AutoTokenizer.from_pretrained(str(resolve_model("all-MiniLM-L6-v2").path), local_files_only=True)
+    cfg = ColBERTConfig(query_length=12, document_length=10)
+    q = tokenize_queries(tok, ["capital of france", "one two three four five six seven eight nine ten eleven"], cfg)
+    assert q.input_ids.shape == (2, 12) and q.attention_mask.all() and q.keep.all()
+    first = tok.convert_ids_to_tokens(q.input_ids[0].tolist())
+    assert first[:2] == ["[CLS]", "[unused0]"] and first[2:6] == ["capital", "of", "france", "[SEP]"]
+    assert set(first[6:]) == {"[MASK]"}
+    assert tok.convert_ids_to_tokens(q.input_ids[1].tolist())[-1] == "[SEP]"  # cut, and still closed
+    d = tokenize_documents(tok, ["paris", "one two three four five six seven eight nine ten eleven"], cfg)
+    assert d.input_ids.shape == (2, 10)
+    assert tok.convert_ids_to_tokens(d.input_ids[0, :4].tolist()) == ["[CLS]", "[unused1]", "paris", "[SEP]"]
+    assert d.keep[0].sum() == 4 and d.keep[1].all()
+    with pytest.raises(InvalidArgumentError, match="96, 128"):
+        ColBERTConfig(dim=64)
+
+
+# -- teacher and dev ----------------------------------------------------------------------------------
+def test_teacher_scores_positive_first_and_chunks_are_reused(scored, tmp_path):
+    assert len(scored) == 16 and all(len(e.texts) == 4 and e.texts[0] == PAIRS[int(e.qid[1:])][1] for e in scored)
+    mean_pos = np.mean([e.teacher[0] for e in scored])
+    mean_neg = np.mean([x for e in scored for x in e.teacher[1:]])
+    assert mean_pos > mean_neg + 3  # the shipped reranker knows the answers to these
+    cache = tmp_path / "t"
+    calls = []
+
+    def counting(q, texts):
+        calls.append(q)
+        return np.arange(len(texts), dtype=np.float32)
+
+    first = score_examples(_examples(), counting, negatives=2, cache=cache, chunk=6)
+    n = len(calls)
+    again = score_examples(_examples(), counting, negatives=2, cache=cache, chunk=6)
+    assert n == 16 and len(calls) == 16 and again == first  # nothing scored twice
+    with pytest.raises(InvalidArgumentError, match="other queries"):
+        score_examples(_examples()[::-1], counting, negatives=2, cache=cache, chunk=6)
+
+
+def test_drop_false_negatives_keeps_only_far_below():
+    e = DistillExample("q", "query", ("pos", "a", "b", "c"), (5.0, 4.5, 1.0, 6.0))
+    assert drop_false_negatives([e], margin=1.0) == [DistillExample("q", "query", ("pos", "b"), (5.0, 1.0))]
+    assert drop_false_negatives([e], margin=10.0) == []
+
+
+def test_ndcg_and_rerank_dev():
+    assert ndcg_at_10(["a", "b"], {"a"}) == 1.0
+    assert ndcg_at_10(["b", "a"], {"a"}) == pytest.approx(1 / np.log2(3))
+    examples = _examples()
+    answer = dict(PAIRS)
+    report = rerank_dev(examples, lambda q, texts: np.asarray([float(t == answer[q]) for t in texts]))
+    assert report.queries == 16 and report.first_stage == pytest.approx(1 / np.log2(3)) and report.model == 1.0
+
+
+# -- training -----------------------------------------------------------------------------------------
+def _config(**kw):
+    from winnow.train.colbert import ColBERTTrainConfig
+
+    base = dict(max_steps=4, batch_size=8, learning_rate=1e-4, save_steps=2, logging_steps=1,
+                query_length=16, document_length=32, eval_depth=4, precision="fp32")
+    return ColBERTTrainConfig(**{**base, **kw})
+
+
+def test_train_colbert_loss_falls_model_round_trips_and_resume_is_exact(scored, tmp_path):
+    from winnow.encode.colbert import ColBERTEncoder
+    from winnow.train.colbert import train_colbert
+
+    run = tmp_path / "run"
+    result = train_colbert(scored, run, _config(), dev=_examples(), progress=False)
+    losses = [loss for _, loss in result.losses]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert result.dev_after["model_ndcg@10"] >= result.dev_before["model_ndcg@10"]
+    info = json.loads((run / "model" / "training.json").read_text())
+    assert info["steps"] == 4 and info["dev_after"] and (run / "model" / "README.md").is_file()
+
+    enc = ColBERTEncoder(run / "model")
+    qv = enc.encode_queries([PAIRS[0][0]])[0]
+    dv = enc.encode_documents([PAIRS[0][1], "x"])
+    assert qv.shape == (16, 96) and dv[1].shape == (4, 96)  # [CLS] [D] x [SEP]
+    assert np.allclose(np.linalg.norm(dv[0], axis=1), 1.0, atol=1e-5)
+    # the same text alone or in a batch encodes the same (padding never leaks in)
+    assert np.allclose(enc.encode_documents([PAIRS[0][1]])[0], dv[0], atol=1e-5)
+
+    # a crash after checkpoint 2: resuming replays steps 3-4 and ends on the same weights
+    final = np.load(run / "model" / "projection.npy")
+    shutil.rmtree(run / "checkpoints" / "checkpoint-4")
+    shutil.rmtree(run / "model")
+    again = train_colbert(scored, run, _config(), dev=(), resume=True, progress=False)
+    assert again.steps == 4
+    assert np.allclose(np.load(run / "model" / "projection.npy"), final, atol=1e-6)
+    with pytest.raises(InvalidArgumentError, match="dim"):
+        train_colbert(scored, run, _config(dim=128), resume=True, progress=False)
+
+
+def test_margin_mse_trains_and_config_errors_name_choices(scored, tmp_path):
+    from winnow.train.colbert import ColBERTTrainConfig, train_colbert
+
+    result = train_colbert(scored, tmp_path / "m", _config(loss="margin-mse", in_batch_weight=0.0, max_steps=3, save_steps=3),
+                           progress=False)
+    assert result.losses[-1][1] < result.losses[0][1]
+    with pytest.raises(InvalidArgumentError, match="kl, margin-mse"):
+        ColBERTTrainConfig(loss="hinge")
+    with pytest.raises(InvalidArgumentError, match="no checkpoint"):
+        train_colbert(scored, tmp_path / "empty", _config(), resume=True, progress=False)
+
+
+def test_distill_bi_encoder_margin_mse(scored, tmp_path):
+    from winnow.train.distill import BiEncoderDistillConfig, margin_rows, train_bi_encoder
+
+    cols = margin_rows(scored, 2)
+    assert list(cols) == ["query", "positive", "negative_1", "negative_2", "label"] and len(cols["label"][0]) == 3
+    config = BiEncoderDistillConfig(max_steps=4, batch_size=8, negatives=2, learning_rate=1e-4, save_steps=2,
+                                    logging_steps=1, max_length=64, eval_depth=4, precision="fp32")
+    result = train_bi_encoder(scored, tmp_path / "bi", config, dev=_examples(), progress=False)
+    assert result.steps == 4 and result.losses[-1][1] < result.losses[0][1]
+    from winnow.encode.bi_encoder import BiEncoder
+
+    vectors = BiEncoder(str(result.model_dir)).encode_documents([PAIRS[0][1]])
+    assert vectors.shape == (1, 384)
+
+
+def test_cli_registers_the_subcommands():
+    from winnow.cli import build_parser
+
+    args = build_parser().parse_args(["train", "colbert", "--train", "x.jsonl", "-o", "out", "--dim", "128"])
+    assert args.dim == 128 and args.func.__name__ == "cmd_train_colbert"
+    args = build_parser().parse_args(["train", "bi-encoder", "--train", "x.jsonl", "-o", "out"])
+    assert args.func.__name__ == "cmd_train_bi_encoder"
