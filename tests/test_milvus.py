@@ -70,6 +70,16 @@ def test_dense_top_k_equals_the_exact_index_and_bm25_hybrid_work(pair):
         assert remote.search(q, method="hybrid", top_k=10).doc_ids[0] == native.search(q, method="hybrid", top_k=10).doc_ids[0]
 
 
+def test_check_passes_and_repair_refuses_a_milvus_backed_collection(pair):
+    from winnow.collection_check import check_collection, repair_collection
+    from winnow.errors import CollectionDamagedError
+
+    assert check_collection(pair["remote"].path).ok
+    with pytest.raises(CollectionDamagedError, match="keeps its first stage in Milvus"):
+        repair_collection(pair["remote"].path)
+    assert pair["remote"].search("how do plants make food", method="dense", top_k=1).hits  # untouched
+
+
 def test_filters_apply_inside_milvus_before_top_k(pair):
     native, remote = pair["native"], pair["remote"]
     flt = {"lang": "en", "topic": {"$in": [0, 2]}}

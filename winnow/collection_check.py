@@ -56,6 +56,8 @@ def check_collection(path: Path) -> CheckReport:
         return CheckReport(name, (str(exc),))
     if manifest["format_version"] != FORMAT_VERSION:
         return CheckReport(name, ())  # an older format: upgraded (and checked) when next opened
+    if (manifest.get("store") or {}).get("kind", "local") != "local":
+        return CheckReport(name, ())  # its first stage lives in Milvus, which keeps its own files whole
     problems = []
     segments = []
     for seg_name in manifest.get("segments") or ():
@@ -131,6 +133,11 @@ def repair_collection(path: Path, *, backend: str = "auto", progress: bool = Fal
                 manifest = {"name": name, "created": now, **settings, "generation": _latest_generation(path, store),
                             "counts": {}, "dim": None}
                 rebuilt = True
+            if (manifest.get("store") or {}).get("kind", "local") != "local":
+                raise CollectionDamagedError(
+                    f"collection {name!r} keeps its first stage in Milvus ({manifest['store'].get('uri')}); winnow repair "
+                    f"rebuilds local segments only: drop the collection and index its documents again"
+                )
             gen = int(manifest["generation"])
             store.rollback_to(gen)
             chunks = store.live_chunks(gen)

@@ -98,7 +98,7 @@ def stale_files(folder: Path, manifest: dict) -> list[Path]:
 
 
 REQUIRED = ("format_version", "model", "chunking", "generation", "counts")
-SETTINGS = ("name", "model", "chunking", "index", "created")  # what the store keeps for a repair
+SETTINGS = ("name", "model", "chunking", "index", "store", "created")  # what the store keeps for a repair
 
 
 def read_manifest(folder: Path) -> dict:
