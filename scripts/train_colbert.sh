@@ -6,7 +6,8 @@
 #
 #   scripts/train_colbert.sh                         # defaults below
 #   RESUME=1 scripts/train_colbert.sh                # continue from the last checkpoint in $RUN/checkpoints
-#   RESUME=1 MAX_STEPS=1200 LIMIT=19200 scripts/train_colbert.sh   # a longer run (needs a new RUN: LIMIT changes the data)
+#   RUN=runs/colbert2 MAX_STEPS=1200 LIMIT=19200 scripts/train_colbert.sh   # a longer run in a new folder (copy
+#                                                    # runs/colbert1/teacher there first: same seed, so its chunks are a prefix)
 #   DEVICE=cuda scripts/train_colbert.sh
 #
 # Trains on ../shared/data/train ONLY (through the mined files); the dev queries are the ones the reranker's
@@ -19,8 +20,8 @@ MINED=${MINED:-runs/r6/mined}   # scripts/train_reranker.sh writes these
 RUN=${RUN:-runs/colbert1}
 SOURCES=${SOURCES:-"msmarco squad_v1_train nq_qed_train medquad selqa_ass trecqa mediqa2019_qa"}
 METHODS=${METHODS:-"dense bm25"}
-LIMIT=${LIMIT:-6400}          # training queries scored by the teacher (one pass at MAX_STEPS x BATCH)
-MAX_STEPS=${MAX_STEPS:-400}
+LIMIT=${LIMIT:-6400}          # training queries scored by the teacher (MAX_STEPS x BATCH of them are seen, in bucketed order)
+MAX_STEPS=${MAX_STEPS:-250}
 BATCH=${BATCH:-16}
 NEGATIVES=${NEGATIVES:-3}
 DIM=${DIM:-96}
@@ -30,7 +31,7 @@ PROJECTION_LR=${PROJECTION_LR:-1e-3}
 DOC_LENGTH=${DOC_LENGTH:-180}
 SAVE_STEPS=${SAVE_STEPS:-50}
 DEV_PER_FILE=${DEV_PER_FILE:-60}
-DEV_LIMIT=${DEV_LIMIT:-30}    # dev queries evaluated per source (of the 60 held out)
+DEV_LIMIT=${DEV_LIMIT:-20}    # dev queries evaluated per source (of the 60 held out)
 DEVICE=${DEVICE:-auto}
 SEED=${SEED:-0}
 EXTRA=${EXTRA:-}

@@ -189,3 +189,32 @@ def test_cli_registers_the_subcommands():
     assert args.dim == 128 and args.func.__name__ == "cmd_train_colbert"
     args = build_parser().parse_args(["train", "bi-encoder", "--train", "x.jsonl", "-o", "out"])
     assert args.func.__name__ == "cmd_train_bi_encoder"
+
+
+def test_ship_colbert_int8_onnx_matches_torch_and_reranks(tmp_path):
+    from transformers import AutoTokenizer
+
+    from winnow.encode.colbert import ColBERTConfig, ColBERTEncoder, build_module, save_model
+    from winnow.models.resolve import resolve_model
+    from winnow.rerank.colbert import ColBERTReranker
+    from winnow.train.ship_colbert import ship_colbert
+
+    base = resolve_model("all-MiniLM-L6-v2").path
+    config = ColBERTConfig(query_length=16, document_length=64)
+    save_model(build_module(base, config, seed=0), AutoTokenizer.from_pretrained(str(base), local_files_only=True),
+               config, tmp_path / "model")
+    shipped = ship_colbert(tmp_path / "model", tmp_path / "shipped")
+    assert shipped.same_order and shipped.min_cosine > 0.9
+    assert not (tmp_path / "shipped" / "model.safetensors").exists() and shipped.size_bytes < 40e6
+    onnx = ColBERTEncoder(tmp_path / "shipped")
+    assert onnx.backend == "onnx"
+    with pytest.raises(InvalidArgumentError, match="no torch weights"):
+        ColBERTEncoder(tmp_path / "shipped", backend="torch")
+    reranker = ColBERTReranker(str(tmp_path / "shipped"))
+    texts = [PAIRS[1][1], PAIRS[0][1]]
+    scores = reranker.score(PAIRS[0][0], texts)
+    assert scores.shape == (2,) and scores[1] > scores[0]  # Paris over Berlin, even untrained
+    from winnow.types import Hit
+
+    ranking = reranker.rank(PAIRS[0][0], [Hit(f"d{i}", 1.0 - i, i + 1, text=t) for i, t in enumerate(texts)])
+    assert [h.doc_id for h in ranking.hits] == ["d1", "d0"] and ranking.hits[0].first_stage_rank == 2

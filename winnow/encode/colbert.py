@@ -136,16 +136,55 @@ def save_model(module, tokenizer, config: ColBERTConfig, folder: str | Path, *, 
     return folder
 
 
+ONNX_MANIFEST = "colbert-onnx.json"  # a shipped (ONNX int8) ColBERT folder: see winnow.train.ship_colbert
+BACKENDS = ("auto", "torch", "onnx")
+
+
 class ColBERTEncoder:
     """Encode queries and documents into token matrices (float32, rows of unit length) with a ColBERT
-    model folder (``winnow train colbert``'s ``<run>/model``). Queries are always ``query_length`` x dim;
-    documents one row per kept token."""
+    model folder: ``winnow train colbert``'s ``<run>/model`` (torch) or a shipped one (``winnow train
+    ship-colbert``: the encoder as int8 ONNX, the projection applied in numpy). Queries are always
+    ``query_length`` x dim; documents one row per kept token. ``backend``: ``auto`` (ONNX where the folder
+    has it), ``torch`` or ``onnx``."""
 
-    def __init__(self, folder: str | Path, *, batch_size: int = 32, threads: int | None = None) -> None:
+    def __init__(self, folder: str | Path, *, batch_size: int = 32, threads: int | None = None, backend: str = "auto") -> None:
         self.folder = Path(folder)
         self.config = read_config(self.folder)
         self.batch_size = batch_size
         self.threads = threads
+        if backend not in BACKENDS:
+            raise InvalidArgumentError(f"unknown ColBERT backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+        has_onnx = (self.folder / ONNX_MANIFEST).is_file()
+        if backend == "onnx" and not has_onnx:
+            raise InvalidArgumentError(f"{self.folder} has no ONNX export ({ONNX_MANIFEST}); ship it with winnow train ship-colbert")
+        if backend == "torch" and not (self.folder / "model.safetensors").is_file():
+            raise InvalidArgumentError(f"{self.folder} holds no torch weights; use backend onnx")
+        self.backend = "onnx" if backend == "onnx" or (backend == "auto" and has_onnx) else "torch"
+        self.name = f"colbert:{self.folder.name}"
+
+    @cached_property
+    def _session(self):
+        import onnxruntime as ort
+
+        manifest = json.loads((self.folder / ONNX_MANIFEST).read_text(encoding="utf-8"))
+        options = ort.SessionOptions()
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        session = ort.InferenceSession(str(self.folder / manifest["file"]), options, providers=["CPUExecutionProvider"])
+        return session, [i.name for i in session.get_inputs()]
+
+    @cached_property
+    def _projection(self) -> np.ndarray:
+        return np.load(self.folder / PROJECTION_FILE, allow_pickle=False).astype(np.float32)
+
+    def _vectors_onnx(self, batch: TokenBatch) -> np.ndarray:
+        session, names = self._session
+        feed = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+        if "token_type_ids" in names:
+            feed["token_type_ids"] = np.zeros_like(batch.input_ids)
+        hidden = session.run(None, {n: feed[n] for n in names})[0]
+        v = hidden.astype(np.float32) @ self._projection.T
+        return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
     @cached_property
     def tokenizer(self):
@@ -170,20 +209,23 @@ class ColBERTEncoder:
     def encode_documents(self, texts: Sequence[str]) -> list[np.ndarray]:
         return self._encode(texts, tokenize_documents)
 
-    def _encode(self, texts: Sequence[str], tokenize) -> list[np.ndarray]:
+    def _vectors_torch(self, batch: TokenBatch) -> np.ndarray:
         import torch
 
         if self.threads:
             torch.set_num_threads(self.threads)
+        with torch.inference_mode():
+            return self.module(torch.from_numpy(batch.input_ids), torch.from_numpy(batch.attention_mask)).float().numpy()
+
+    def _encode(self, texts: Sequence[str], tokenize) -> list[np.ndarray]:
         texts = list(texts)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch
         out: list[np.ndarray | None] = [None] * len(texts)
-        with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                batch = tokenize(self.tokenizer, [texts[i] for i in idx], self.config)
-                vectors = self.module(torch.from_numpy(batch.input_ids), torch.from_numpy(batch.attention_mask))
-                vectors = vectors.float().numpy()
-                for row, i in enumerate(idx):
-                    out[i] = np.ascontiguousarray(vectors[row][batch.keep[row]])
+        run = self._vectors_onnx if self.backend == "onnx" else self._vectors_torch
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            batch = tokenize(self.tokenizer, [texts[i] for i in idx], self.config)
+            vectors = run(batch)
+            for row, i in enumerate(idx):
+                out[i] = np.ascontiguousarray(vectors[row][batch.keep[row]], dtype=np.float32)
         return out  # type: ignore[return-value]

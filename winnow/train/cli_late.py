@@ -89,6 +89,15 @@ def cmd_train_bi_encoder(args) -> int:
     return 0
 
 
+def cmd_ship_colbert(args) -> int:
+    from winnow.train.ship_colbert import ship_colbert
+
+    shipped = ship_colbert(args.model, args.output)
+    print(f"wrote {shipped.folder} ({shipped.size_bytes / 1e6:.1f} MB); int8 vs torch token vectors: min cosine "
+          f"{shipped.min_cosine:.4f}, same MaxSim order: {'yes' if shipped.same_order else 'NO'}")
+    return 0
+
+
 def _common(p) -> None:
     p.add_argument("--train", nargs="+", required=True, metavar="FILE", help="mined .jsonl files (winnow mine-negatives)")
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="run folder (teacher/, checkpoints/, model/)")
@@ -147,3 +156,13 @@ def register(tsub) -> None:
     b.add_argument("--max-length", type=int, default=256, help="tokens per text (default 256)")
     b.add_argument("--lr", type=float, default=2e-5)
     b.set_defaults(func=cmd_train_bi_encoder)
+
+    s = tsub.add_parser(
+        "ship-colbert",
+        help="pack a trained ColBERT model as int8 ONNX (encoder) + projection.npy + tokenizer + card",
+        description="Export <run>/model's encoder to ONNX, quantize it to int8 (portable config), copy the projection, "
+        "tokenizer, colbert.json and card, check the token vectors and MaxSim order against torch, write OUTPUT.",
+    )
+    s.add_argument("model", help="trained ColBERT folder (<run>/model)")
+    s.add_argument("--output", "-o", required=True, metavar="DIR", help="the ONNX-only folder to write")
+    s.set_defaults(func=cmd_ship_colbert)
