@@ -17,49 +17,24 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
 
+from winnow.choices import Choice
 from winnow.errors import IncompatibleCollectionError, InvalidArgumentError
 
 FORMAT_VERSION = 1
 MANIFEST = "codebook.json"
 
 
-class Compression(str, Enum):
+class Compression(Choice):
     """How token vectors are stored."""
 
     FLOAT16 = "float16"
     INT8 = "int8"
     RESIDUAL_4 = "residual-4"
     RESIDUAL_2 = "residual-2"
-
-    def __str__(self) -> str:
-        return self.value
-
-    @classmethod
-    def parse(cls, value: "str | Compression") -> "Compression":
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(value)
-        except ValueError:
-            raise InvalidArgumentError(
-                f"unknown compression {value!r}; choose one of: {', '.join(c.value for c in cls)}"
-            ) from None
-
-    @property
-    def bits(self) -> int | None:
-        return {Compression.RESIDUAL_4: 4, Compression.RESIDUAL_2: 2}.get(self)
-
-    def bytes_per_token(self, dim: int) -> int:
-        if self is Compression.FLOAT16:
-            return 2 * dim
-        if self is Compression.INT8:
-            return dim
-        return dim * self.bits // 8 + 2  # + the uint16 centroid id
 
 
 @dataclass(frozen=True)

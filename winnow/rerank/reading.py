@@ -20,9 +20,9 @@ A window-reading pipeline needs each candidate's whole document, not its best ch
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from enum import Enum
 from typing import Callable, Mapping, Sequence
 
+from winnow.choices import Choice
 from winnow.errors import InvalidArgumentError, TooLargeError
 from winnow.rerank.windows import Aggregation, covered, window_spans
 from winnow.types import Document, Ranking, with_title
@@ -31,25 +31,15 @@ MAX_WINDOWS = 64  # windows one passage may be read as (a bound on the work one 
 DEFAULT_OVERLAP = 32  # tokens two neighbouring windows share
 
 
-class Truncation(str, Enum):
+class Truncation(Choice):
     """Which end of a passage too long for one pass is cut (TEI's ``truncation_direction``)."""
 
     RIGHT = "right"  # keep the beginning
     LEFT = "left"  # keep the end
 
-    def __str__(self) -> str:
-        return self.value
-
     @classmethod
-    def parse(cls, value: "Truncation | str") -> "Truncation":
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            raise InvalidArgumentError(
-                f"unknown truncation direction {value!r}; choose one of: {', '.join(t.value for t in cls)}"
-            ) from None
+    def label(cls) -> str:
+        return "truncation direction"
 
 
 class PassageTooLongError(TooLargeError):

@@ -13,34 +13,20 @@ Pure functions over token counts and scores: no model, no tokenizer (those are i
 from __future__ import annotations
 
 import math
-from enum import Enum
 from typing import Sequence
 
 import numpy as np
 
+from winnow.choices import Choice
 from winnow.errors import InvalidArgumentError
 
 
-class Aggregation(str, Enum):
+class Aggregation(Choice):
     """How a passage's window scores become its score."""
 
     MAXP = "maxp"  # the best window
     FIRSTP = "firstp"  # the first window
     SOFTMAX = "softmax"  # softmax-weighted mean of the windows (temperature 1 on the logit scale)
-
-    def __str__(self) -> str:
-        return self.value
-
-    @classmethod
-    def parse(cls, value: "Aggregation | str") -> "Aggregation":
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            raise InvalidArgumentError(
-                f"unknown aggregation {value!r}; choose one of: {', '.join(a.value for a in cls)}"
-            ) from None
 
 
 def window_spans(n_tokens: int, size: int, overlap: int, max_windows: int) -> list[tuple[int, int]]:
