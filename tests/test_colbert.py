@@ -218,3 +218,29 @@ def test_ship_colbert_int8_onnx_matches_torch_and_reranks(tmp_path):
 
     ranking = reranker.rank(PAIRS[0][0], [Hit(f"d{i}", 1.0 - i, i + 1, text=t) for i, t in enumerate(texts)])
     assert [h.doc_id for h in ranking.hits] == ["d1", "d0"] and ranking.hits[0].first_stage_rank == 2
+
+
+def test_cli_train_colbert_end_to_end(tmp_path, capsys):
+    """The command as scripts/train_colbert.sh calls it, on a tiny mined file: held-out dev queries never
+    trained on, teacher chunks written, a model at the end, --resume refused without a checkpoint."""
+    from winnow.cli import main
+
+    mined = tmp_path / "toy-dense.jsonl"
+    with mined.open("w", encoding="utf-8") as f:
+        for e in _examples():
+            p = e.positives[0]
+            f.write(json.dumps({"qid": e.qid, "query": e.query, "positive": {"id": p.id, "text": p.text, "score": 1.0, "rank": 2},
+                                "negatives": [{"id": n.id, "text": n.text, "score": 0.5, "rank": 3} for n in e.negatives],
+                                "ranking": [[h.id, 1.0 - i / 10] for i, h in enumerate(e.ranking)]}) + "\n")
+    out = tmp_path / "run"
+    common = ["train", "colbert", "--train", str(mined), "-o", str(out), "--dev-per-file", "4", "--batch-size", "4",
+              "--query-length", "16", "--document-length", "32", "--save-steps", "2", "--eval-depth", "4", "-q"]
+    assert main([*common, "--max-steps", "2", "--resume"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    assert main([*common, "--max-steps", "2", "--precision", "fp32"]) == 0
+    info = json.loads((out / "model" / "training.json").read_text())
+    assert info["teacher_examples"] == 12 and info["dev_after"]["queries"] == 4 and "winnow train colbert" in info["command"]
+    scored = [json.loads(line)["qid"] for p in sorted((out / "teacher").glob("part-*.jsonl")) for line in p.read_text().splitlines()]
+    held_out = {f"q{i}" for i in range(16)} - set(scored)
+    assert len(held_out) == 4  # the dev queries: never scored for training
+    assert "model:" in capsys.readouterr().out

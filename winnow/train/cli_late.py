@@ -154,6 +154,8 @@ def register(tsub) -> None:
     _common(b)
     b.add_argument("--teacher-margin", type=float, default=1.0, help="keep negatives the teacher scores this far below the positive")
     b.add_argument("--max-length", type=int, default=256, help="tokens per text (default 256)")
+    b.add_argument("--scale", type=float, default=10.0,
+                   help="the student's similarity is scale x cosine, on the teacher's logit scale (default 10)")
     b.add_argument("--lr", type=float, default=2e-5)
     b.set_defaults(func=cmd_train_bi_encoder)
 
