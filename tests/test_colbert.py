@@ -98,6 +98,8 @@ def test_teacher_scores_positive_first_and_chunks_are_reused(scored, tmp_path):
     assert n == 16 and len(calls) == 16 and again == first  # nothing scored twice
     with pytest.raises(InvalidArgumentError, match="other queries"):
         score_examples(_examples()[::-1], counting, negatives=2, cache=cache, chunk=6)
+    with pytest.raises(InvalidArgumentError, match="number of negatives"):
+        score_examples(_examples(), counting, negatives=3, cache=cache, chunk=6)
 
 
 def test_drop_false_negatives_keeps_only_far_below():

@@ -247,7 +247,8 @@ def cmd_calibrate(args) -> int:
 def _no_reranker(args) -> int:
     raise InvalidArgumentError(
         "say what to do: winnow train reranker --train FILE --output DIR, winnow train fit-fusion MODEL --dev FILE, "
-        "winnow train calibrate MODEL --dev FILE, or winnow train ship MODEL --output DIR"
+        "winnow train calibrate MODEL --dev FILE, winnow train ship MODEL --output DIR, "
+        "winnow train colbert --train FILE --output DIR, or winnow train bi-encoder --train FILE --output DIR"
     )
 
 
@@ -286,7 +287,7 @@ def register(subparsers) -> None:
     s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_mine)
 
-    t = subparsers.add_parser("train", help="train winnow's models (reranker)")
+    t = subparsers.add_parser("train", help="train winnow's models (reranker, colbert, bi-encoder)")
     tsub = t.add_subparsers(dest="what", metavar="WHAT")
     t.set_defaults(func=_no_reranker)
     r = tsub.add_parser(

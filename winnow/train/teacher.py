@@ -78,6 +78,11 @@ def score_examples(
                 raise InvalidArgumentError(
                     f"{path} holds teacher scores of other queries; remove {Path(cache)} or use another run folder"
                 )
+            if [len(d.texts) for d in done] != [1 + min(negatives, len(e.negatives)) for e in part]:
+                raise InvalidArgumentError(
+                    f"{path} holds teacher scores of another number of negatives than {negatives}; "
+                    f"remove {Path(cache)} or use another run folder"
+                )
         else:
             done = []
             for e in part:
