@@ -144,3 +144,10 @@ def test_parts_are_immutable_and_committed_by_manifest(token_matrices, codebooks
         MultiVectorPart.open(tmp_path / "p", cb)
     with pytest.raises(InvalidArgumentError, match="4-bit"):
         MultiVectorPart.write(tmp_path / "q", docs[:5], cb, Compression.RESIDUAL_4)
+
+
+def test_codebook_over_given_centroids(token_matrices, codebooks):
+    vectors = np.concatenate(token_matrices[0])
+    four = train_codebook(vectors, centroids=np.asarray(codebooks[2].centroids), bits=4)
+    assert np.array_equal(four.centroids, codebooks[2].centroids) and four.weights.shape == (96, 16)
+    assert (decode(four, encode(four, vectors)) * vectors).sum(axis=1).mean() > 0.98

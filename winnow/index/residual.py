@@ -110,15 +110,18 @@ def nearest_centroid(centroids: np.ndarray, vectors: np.ndarray, *, block: int =
     return out
 
 
-def train_codebook(vectors: np.ndarray, *, centroids: int, bits: int, seed: int = 0, sample: int = 200_000) -> Codebook:
-    """Centroids by k-means on a seeded sample of ``vectors`` (unit rows), then per-dimension bucket
-    cutoffs at the residuals' quantiles and bucket values at the mean residual of each bucket."""
+def train_codebook(
+    vectors: np.ndarray, *, centroids: "int | np.ndarray", bits: int, seed: int = 0, sample: int = 200_000
+) -> Codebook:
+    """Centroids by k-means on a seeded sample of ``vectors`` (unit rows), or the given (k, dim) centroids
+    (another codebook's: 2- and 4-bit codes over the same centroids), then per-dimension bucket cutoffs at
+    the residuals' quantiles and bucket values at the mean residual of each bucket."""
     _check_bits(bits)
     vectors = np.asarray(vectors, dtype=np.float32)
     rng = np.random.default_rng(seed)
     if len(vectors) > sample:
         vectors = vectors[np.sort(rng.choice(len(vectors), sample, replace=False))]
-    c = kmeans(vectors, centroids, seed=seed)
+    c = kmeans(vectors, centroids, seed=seed) if np.isscalar(centroids) else _unit(np.asarray(centroids))
     residual = vectors - c[nearest_centroid(c, vectors)]
     levels = 1 << bits
     cutoffs = np.quantile(residual, np.arange(1, levels) / levels, axis=0).T.astype(np.float32)  # (dim, levels-1)
