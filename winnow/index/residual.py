@@ -36,6 +36,18 @@ class Compression(Choice):
     RESIDUAL_4 = "residual-4"
     RESIDUAL_2 = "residual-2"
 
+    @property
+    def bits(self) -> int | None:
+        """Bits a dimension of residual codes, None for the others."""
+        return {Compression.RESIDUAL_4: 4, Compression.RESIDUAL_2: 2}.get(self)
+
+    def bytes_per_token(self, dim: int) -> int:
+        if self is Compression.FLOAT16:
+            return 2 * dim
+        if self is Compression.INT8:
+            return dim
+        return dim * self.bits // 8 + 2  # + the uint16 centroid id
+
 
 @dataclass(frozen=True)
 class Codebook:
@@ -121,7 +133,7 @@ def train_codebook(
     rng = np.random.default_rng(seed)
     if len(vectors) > sample:
         vectors = vectors[np.sort(rng.choice(len(vectors), sample, replace=False))]
-    c = kmeans(vectors, centroids, seed=seed) if np.isscalar(centroids) else _unit(np.asarray(centroids))
+    c = kmeans(vectors, centroids, seed=seed) if np.isscalar(centroids) else np.asarray(centroids, dtype=np.float32)
     residual = vectors - c[nearest_centroid(c, vectors)]
     levels = 1 << bits
     cutoffs = np.quantile(residual, np.arange(1, levels) / levels, axis=0).T.astype(np.float32)  # (dim, levels-1)
