@@ -169,12 +169,13 @@ def cmd_collections(args) -> int:
     if not infos:
         print(f"no collections in {_home(args) or default_home()}")
         return 0
-    print(f"{'name':<20} {'documents':>9} {'chunks':>8} {'segments':>8}  {'model':<40} updated")
+    print(f"{'name':<20} {'documents':>9} {'chunks':>8}  {'first stage':<12} {'model':<40} updated")
     for i in infos:
         if i.problem is not None:
             print(f"{i.name:<20} {'DAMAGED':>9}  {i.problem}")
             continue
-        print(f"{i.name:<20} {i.documents:>9} {i.chunks:>8} {i.segments:>8}  {i.model:<40} {i.updated}")
+        where = f"{i.segments} segment{'s' if i.segments != 1 else ''}" if i.store == "local" else i.store
+        print(f"{i.name:<20} {i.documents:>9} {i.chunks:>8}  {where:<12} {i.model:<40} {i.updated}")
     return 0
 
 

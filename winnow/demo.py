@@ -37,7 +37,8 @@ def main() -> int:
     start = time.perf_counter()
     col = Collection.create("demo", home=home)
     report = col.add(docs, progress=True)
-    print(f"   {report.chunks_encoded} chunks encoded, BM25 + exact + HNSW indexes built in {time.perf_counter() - start:.1f} s\n")
+    print(f"   {report.chunks_encoded} chunks encoded and written as one segment (vectors + BM25 postings) in "
+          f"{time.perf_counter() - start:.1f} s\n")
 
     name = DEFAULT_RERANKER or SHIPPED_RERANKER
     reranker = CrossEncoderReranker(name)
