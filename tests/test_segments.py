@@ -362,3 +362,19 @@ def test_the_server_serves_searches_while_writes_and_a_merge_commit(demo_documen
         done.set()
         server.stop()
     assert statuses and set(statuses) == {200}, statuses
+
+
+def test_a_filter_chooses_which_documents_return_not_how_they_score(demo_documents, tmp_path):
+    col = Collection.create("scores", home=tmp_path / "home")
+    docs = [tagged(d, i) for i, d in enumerate(demo_documents)]
+    col.add(docs[:25])
+    col.add(docs[25:])
+    col.delete([docs[2].id])
+    query = "python search engines data energy light plants water planets"
+    for method in ("bm25", "dense"):
+        whole = {h.doc_id: h.score for h in col.search(query, method=method, top_k=40, depth=40).hits}
+        some = col.search(query, method=method, top_k=40, depth=40, filter=FILTER)
+        assert len(some) >= 3 and all(h.metadata["topic"] == 1 for h in some.hits), (method, some.doc_ids)
+        for h in some.hits:
+            assert h.score == pytest.approx(whole[h.doc_id], abs=1e-6), (method, h.doc_id)
+    col.close()

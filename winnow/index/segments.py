@@ -244,11 +244,14 @@ class DenseView(_View):
 
 
 class LexicalView(_View):
-    """BM25 over every segment with collection-wide statistics; only rows matching a query term return."""
+    """BM25 over every segment with collection-wide statistics; only rows matching a query term return.
+
+    The statistics (document frequencies, average length) count every live row, filtered or not, as
+    Lucene's do: a filter chooses which documents come back, not how they score."""
 
     @cached_property
     def _stats(self):
-        return live_stats([(seg.postings, mask) for seg, mask in zip(self.segments.segments, self.masks)])
+        return live_stats([(seg.postings, live) for seg, live in zip(self.segments.segments, self.segments.live)])
 
     def search(self, queries: Sequence[str] | str, k: int) -> SearchResult:
         k = check_k(k)
@@ -257,12 +260,12 @@ class LexicalView(_View):
         segs = self.segments.segments
         if not queries or not segs or self._n == 0:
             return result
-        parts = [(seg.postings, seg.term_ids, mask) for seg, mask in zip(segs, self.masks)]
+        parts = [(seg.postings, seg.term_ids, live) for seg, live in zip(segs, self.segments.live)]
         for qi, terms in enumerate(tokenize(queries, segs[0].postings.settings)):
             per_segment = score_segments(terms, parts, self._stats)
             found = []
-            for seg, scores in zip(segs, per_segment):
-                hit = np.flatnonzero(scores > 0)
+            for seg, scores, mask in zip(segs, per_segment, self.masks):
+                hit = np.flatnonzero((scores > 0) & mask)  # a filtered-out row never takes a slot
                 if hit.size > 4 * k:  # keep the best k (and ties at the edge roughly) before sorting
                     hit = hit[np.argpartition(-scores[hit], k - 1)[:k]]
                 if hit.size:
