@@ -148,7 +148,9 @@ class ColBERTEncoder:
     has it), ``torch`` or ``onnx``."""
 
     def __init__(self, folder: str | Path, *, batch_size: int = 32, threads: int | None = None, backend: str = "auto") -> None:
-        self.folder = Path(folder)
+        from winnow.models.resolve import resolve_model
+
+        self.folder = resolve_model(folder).path  # a folder, or a name shipped in winnow/shipped/
         self.config = read_config(self.folder)
         self.batch_size = batch_size
         self.threads = threads
