@@ -246,3 +246,17 @@ def test_cli_train_colbert_end_to_end(tmp_path, capsys):
     held_out = {f"q{i}" for i in range(16)} - set(scored)
     assert len(held_out) == 4  # the dev queries: never scored for training
     assert "model:" in capsys.readouterr().out
+
+
+def test_importing_the_late_interaction_modules_loads_no_heavy_library():
+    import subprocess
+    import sys
+
+    mods = ("winnow.encode.colbert", "winnow.index.residual", "winnow.index.multivector", "winnow.rerank.colbert",
+            "winnow.train.colbert", "winnow.train.distill", "winnow.train.teacher", "winnow.train.ship_colbert",
+            "winnow.train.cli_late")
+    heavy = ("torch", "transformers", "onnxruntime", "sentence_transformers", "faiss", "datasets")
+    code = f"import sys\nfor m in {mods!r}: __import__(m)\nprint([m for m in {heavy!r} if m in sys.modules])"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
