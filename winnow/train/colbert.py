@@ -41,7 +41,7 @@ from typing import Any, Mapping, Sequence
 from winnow.encode.colbert import ColBERTConfig
 from winnow.errors import InvalidArgumentError
 from winnow.train.data import TrainingExample
-from winnow.train.precision import DEVICES, Precision
+from winnow.train.precision import Precision, check_precision_and_device
 from winnow.train.teacher import DistillExample
 
 log = logging.getLogger(__name__)
@@ -85,17 +85,14 @@ class ColBERTTrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        for name, enum in (("loss", DistillLoss), ("precision", Precision)):
-            value = getattr(self, name)
-            if not isinstance(value, enum):
-                try:
-                    object.__setattr__(self, name, enum(value))
-                except ValueError:
-                    raise InvalidArgumentError(
-                        f"unknown {name} {value!r}; choose one of: {', '.join(m.value for m in enum)}"
-                    ) from None
-        if self.device not in DEVICES:
-            raise InvalidArgumentError(f"unknown device {self.device!r}; choose one of: {', '.join(DEVICES)}")
+        if not isinstance(self.loss, DistillLoss):
+            try:
+                object.__setattr__(self, "loss", DistillLoss(self.loss))
+            except ValueError:
+                raise InvalidArgumentError(
+                    f"unknown loss {self.loss!r}; choose one of: {', '.join(m.value for m in DistillLoss)}"
+                ) from None
+        check_precision_and_device(self)
         checks = [
             ("negatives", self.negatives >= 1, ">= 1"),
             ("epochs", self.epochs > 0, "> 0"),

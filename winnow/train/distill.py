@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 
 from winnow.errors import InvalidArgumentError
 from winnow.train.data import TrainingExample
-from winnow.train.precision import DEVICES, Precision
+from winnow.train.precision import Precision, check_precision_and_device
 from winnow.train.teacher import DistillExample
 
 
@@ -48,15 +48,7 @@ class BiEncoderDistillConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.precision, Precision):
-            try:
-                object.__setattr__(self, "precision", Precision(self.precision))
-            except ValueError:
-                raise InvalidArgumentError(
-                    f"unknown precision {self.precision!r}; choose one of: {', '.join(p.value for p in Precision)}"
-                ) from None
-        if self.device not in DEVICES:
-            raise InvalidArgumentError(f"unknown device {self.device!r}; choose one of: {', '.join(DEVICES)}")
+        check_precision_and_device(self)
         for name, ok, rule in [
             ("negatives", self.negatives >= 1, ">= 1"),
             ("scale", self.scale > 0, "> 0"),

@@ -26,6 +26,20 @@ class Precision(str, Enum):
         return repr(self.value)
 
 
+def check_precision_and_device(config) -> None:
+    """For a frozen training config's ``__post_init__``: ``precision`` as a :class:`Precision` (a bad name
+    raises, listing the choices) and ``device`` one of :data:`DEVICES`."""
+    if not isinstance(config.precision, Precision):
+        try:
+            object.__setattr__(config, "precision", Precision(config.precision))
+        except ValueError:
+            raise InvalidArgumentError(
+                f"unknown precision {config.precision!r}; choose one of: {', '.join(p.value for p in Precision)}"
+            ) from None
+    if config.device not in DEVICES:
+        raise InvalidArgumentError(f"unknown device {config.device!r}; choose one of: {', '.join(DEVICES)}")
+
+
 def cpu_has_bf16(features: frozenset[str] | None = None) -> bool:
     from winnow.models.backends import cpu_features
 

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 from winnow.errors import InvalidArgumentError, MissingDependencyError
 from winnow.train.base_model import POOLER_INITS, load_base
 from winnow.train.data import TrainingExample, rows, to_dataset
-from winnow.train.precision import DEVICES, Precision, resolve_precision
+from winnow.train.precision import Precision, check_precision_and_device, resolve_precision
 from winnow.types import FirstStage
 
 log = logging.getLogger(__name__)
@@ -65,15 +65,7 @@ class TrainConfig:
     length_buckets: bool = True  # batch rows of similar length together (winnow.train.batches)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.precision, Precision):
-            try:
-                object.__setattr__(self, "precision", Precision(self.precision))
-            except ValueError:
-                raise InvalidArgumentError(
-                    f"unknown precision {self.precision!r}; choose one of: {', '.join(p.value for p in Precision)}"
-                ) from None
-        if self.device not in DEVICES:
-            raise InvalidArgumentError(f"unknown device {self.device!r}; choose one of: {', '.join(DEVICES)}")
+        check_precision_and_device(self)
         if self.loss not in LOSSES:
             raise InvalidArgumentError(f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSSES)}")
         checks = [
