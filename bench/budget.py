@@ -5,7 +5,9 @@ stage (hybrid, winnow's default, 100 deep) and then the shipped reranker with no
 rerank) and with each budget (``--budget-ms``: 100, 200 and 400 ms by default), the settings taking turns
 query by query (so a noisy neighbour hits them alike), with no score cache. Per setting: the rerank stage's
 p50/p95 milliseconds as ``rank`` times it, candidates read (mean and min), why it stopped, and nDCG@10 with
-its loss against the full rerank.
+its loss against the full rerank. With ``--cascade MODEL`` (a small reranker, ``winnow train small-reranker``)
+one more setting: the small reranker reads the 100, the default reranker the best 20 of its order
+(``--cascade-depth``), no budget.
 
 ``python -m bench.run --sections budget`` (part of ``make bench``), or on its own:
 ``python -m bench.budget [--data ../shared/data/msmarco ../shared/data/dbpedia] [--budgets 100,200,400]``.
@@ -29,7 +31,8 @@ REL = {"msmarco": 2}  # TREC DL counts grade 2 and up as relevant (binary measur
 
 
 def measure(datasets=DEFAULT_DATA, *, budgets=BUDGETS, method: str = "hybrid", depth: int = 100, k: int = 10,
-            queries: int | None = None, cache_dir: Path | None = None) -> dict:
+            queries: int | None = None, cache_dir: Path | None = None, cascade: str | None = None,
+            cascade_depth: int = 20) -> dict:
     import numpy as np
 
     from winnow.evaluate.dataset import load_beir
@@ -43,8 +46,15 @@ def measure(datasets=DEFAULT_DATA, *, budgets=BUDGETS, method: str = "hybrid", d
 
     reranker = CrossEncoderReranker(default_reranker(), cache=False).warm_up()
     settings = {"full": None, **{f"{b:g} ms": Budget(b, k=k) for b in budgets}}
+    rerankers = {name: reranker for name in settings}
+    if cascade:
+        from winnow.rerank.cascade import with_cascade
+
+        name = f"cascade {depth} > {cascade_depth}"
+        settings[name] = None
+        rerankers[name] = with_cascade(reranker, cascade, first_depth=depth, depth=cascade_depth, cache=False)
     out: dict = {"cpu": cpu_line(), "method": method, "depth": depth, "k": k, "reranker": reranker.name,
-                 "loadavg_start": os.getloadavg(), "sets": {}}
+                 "loadavg_start": os.getloadavg(), "cascade": cascade, "sets": {}}
     for path in datasets:
         path = Path(path)
         if not (path / "corpus.jsonl").is_file():
@@ -52,7 +62,7 @@ def measure(datasets=DEFAULT_DATA, *, budgets=BUDGETS, method: str = "hybrid", d
         dataset = load_beir(path)
         col, _ = open_corpus_cache(dataset, cache_dir=cache_dir or default_cache_dir())
         retriever = col.retriever(method)
-        pipelines = {name: Pipeline(retriever, reranker, depth=depth, top_k=depth, hydrate=col.hydrate, budget=b)
+        pipelines = {name: Pipeline(retriever, rerankers[name], depth=depth, top_k=depth, hydrate=col.hydrate, budget=b)
                      for name, b in settings.items()}
         qids = list(dataset.judged)[:queries] if queries else list(dataset.judged)
         for q in qids[:3]:  # warm-up: loads, JIT, and the cost model's first lessons (not recorded)
@@ -118,9 +128,12 @@ def main() -> None:
     p.add_argument("--budgets", type=lambda s: [float(x) for x in s.split(",")], default=list(BUDGETS))
     p.add_argument("--method", choices=["bm25", "dense", "hybrid"], default="hybrid")
     p.add_argument("--queries", type=int, default=None, help="judged queries per set (default all)")
+    p.add_argument("--cascade", metavar="MODEL", help="also a cascade: this small reranker reads the 100, the default the best 20")
+    p.add_argument("--cascade-depth", type=int, default=20)
     p.add_argument("--out", type=Path, help="write the result as JSON here too")
     args = p.parse_args()
-    result = measure(args.data, budgets=args.budgets, method=args.method, queries=args.queries)
+    result = measure(args.data, budgets=args.budgets, method=args.method, queries=args.queries, cascade=args.cascade,
+                     cascade_depth=args.cascade_depth)
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))

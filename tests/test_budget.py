@@ -137,7 +137,7 @@ def test_a_pipeline_passes_the_budget_to_the_rerank_stage(demo_collection, shipp
     assert searched.doc_ids == ranking.doc_ids
 
 
-# -- the cascade's shape (no distilled small reranker ships yet: the tiny seeded one stands in) -------------
+# -- the cascade's shape (the tiny seeded cross-encoder stands in for the distilled small reranker) --------
 def test_a_cascade_reranks_the_small_stages_best_with_the_last_stage(shipped, tiny_cross_encoder_path):
     from winnow.rerank.cascade import CascadeReranker, CascadeStage
     from winnow.rerank.cross_encoder import CrossEncoderReranker
@@ -158,6 +158,26 @@ def test_a_cascade_reranks_the_small_stages_best_with_the_last_stage(shipped, ti
     assert set(ranking.timings_ms) == {"rerank1", "rerank2", "rerank"}
     with pytest.raises(InvalidArgumentError, match=r"must not grow.*\[5, 20\]"):
         CascadeReranker([CascadeStage(small, 5), CascadeStage(shipped, 20)])
+
+
+def test_with_cascade_builds_the_stages_the_options_name(shipped, tiny_cross_encoder_path):
+    from winnow.cli import build_parser
+    from winnow.errors import WinnowError
+    from winnow.rerank.cascade import CascadeReranker, CascadeStage, with_cascade
+    from winnow.rerank.cross_encoder import CrossEncoderReranker
+
+    cascade = with_cascade(shipped, str(tiny_cross_encoder_path), first_depth=30, depth=5, cache=False)
+    assert [s.depth for s in cascade.stages] == [30, 5] and cascade.stages[1].reranker is shipped
+    small = CrossEncoderReranker(str(tiny_cross_encoder_path), cache=False)
+    by_hand = CascadeReranker([CascadeStage(small, 30), CascadeStage(shipped, 5)])
+    given = candidates()
+    assert cascade.rank(QUERY, given, first_stage=FirstStage.DENSE).doc_ids == by_hand.rank(QUERY, given, first_stage=FirstStage.DENSE).doc_ids
+    assert [s.depth for s in with_cascade(shipped, small, first_depth=3).stages] == [3, 3]  # never deeper than the first
+    with pytest.raises(InvalidArgumentError, match="model id, a folder or a Reranker, got int"):
+        with_cascade(shipped, 42, first_depth=3)
+    args = build_parser().parse_args(["search", "c", "q", "--cascade", str(tiny_cross_encoder_path)])
+    with pytest.raises(WinnowError, match="--cascade set how the reranker reads: add --rerank"):
+        args.func(args)
 
 
 # -- the command line's rerank options -------------------------------------------------------------------

@@ -90,3 +90,31 @@ def test_bad_input_and_the_file_format(tmp_path):
     (tmp_path / "calibration.json").write_text(json.dumps({"format_version": 1, "reranker": {"method": "beta"}}))
     with pytest.raises(InvalidArgumentError, match="not a valid calibration file"):
         CalibrationTable.from_model_dir(tmp_path)
+
+
+def test_held_out_ece_scores_each_source_with_a_calibrator_fitted_without_it():
+    """Two sources whose scores mean different things: each source's held-out ECE is the ECE of its pairs'
+    probabilities from Platt fits that never saw the fold they score (worked out here fold by fold)."""
+    from winnow.rerank.calibration import CalibrationMethod, expected_calibration_error, fit_platt, held_out_ece
+
+    rng = np.random.default_rng(3)
+    n = 400
+    s = rng.normal(size=n)
+    src = np.where(np.arange(n) < n // 2, "a", "b").astype(object)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(2 * s + np.where(src == "a", 1.0, -1.0))))).astype(float)
+    g = np.arange(n) // 4  # 100 queries of 4 pairs
+    out = held_out_ece(s, y, g, src, CalibrationMethod.PLATT, seed=0)
+    assert set(out) == {"a", "b"} and out["a"]["pairs"] == 200 and out["a"]["queries"] == 50
+    rng2 = np.random.default_rng(0)
+    for name in ("a", "b"):
+        mine = src == name
+        queries = np.unique(g[mine])
+        fold_of = dict(zip(queries.tolist(), rng2.permutation(len(queries)) % 2))
+        fold = np.array([fold_of[q] if m else -1 for q, m in zip(g.tolist(), mine)])
+        p = np.empty(n)
+        for k in (0, 1):
+            test = fold == k
+            p[test] = fit_platt(s[~test], y[~test]).apply(s[test])
+        assert out[name]["ece"] == pytest.approx(expected_calibration_error(p[mine], y[mine]), abs=1e-4)
+    pooled = fit_platt(s, y)  # in-sample and pooled: each source sits off the pooled curve by its own offset
+    assert out["a"]["ece"] > 0.03 and expected_calibration_error(pooled.apply(s[src == "a"]), y[src == "a"]) > 0.03

@@ -321,7 +321,7 @@ def test_reference_ndcg_on_shared_data(name, shared_eval_cache, tmp_path):
 
 def test_a_calibrated_reranker_gets_its_ece_and_a_reliability_diagram(tmp_path, tiny_cross_encoder):
     """Platt with a=1, b=0 (probability = sigmoid(logit)): the ECE the report gives is the one worked out from
-    its own run file and the judgments."""
+    its own run file and the judgments: every returned hit counts, an unjudged one as not relevant."""
     import shutil
 
     from winnow.rerank.calibration import expected_calibration_error
@@ -338,12 +338,11 @@ def test_a_calibrated_reranker_gets_its_ece_and_a_reliability_diagram(tmp_path, 
     p, y = [], []
     for qid, hits in reranked.run.items():
         for doc, score in hits:  # no fusion.json: the score is the logit
-            if doc in dataset.qrels[qid]:
-                p.append(1 / (1 + np.exp(-score)))
-                y.append(float(dataset.qrels[qid][doc] >= 1))
+            p.append(1 / (1 + np.exp(-score)))
+            y.append(float(dataset.qrels[qid].get(doc, 0) >= 1))
     assert reranked.calibration.pairs == len(p)
     assert reranked.calibration.ece == pytest.approx(expected_calibration_error(np.array(p), np.array(y)))
     paths = write_report(report, tmp_path / "out")
     assert paths["reliability:dense>rerank"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads(paths["json"].read_text())["methods"][1]["calibration"]
-    assert saved["judged_hits"] == len(p) and "ECE" in paths["markdown"].read_text()
+    assert saved["hits"] == len(p) and "ECE" in paths["markdown"].read_text()

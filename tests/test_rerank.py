@@ -251,6 +251,35 @@ def test_int8_scores_do_not_depend_on_batch_neighbours_position_or_padding():
     assert list(np.argsort(-together)) == list(np.argsort(-alone)) == list(np.argsort(-mixed))
 
 
+def test_int8_rows_on_several_streams_score_as_on_one():
+    """Rows alone, two at a time on two single-threaded streams: the same scores, in the callers' order, as one
+    stream running them one after the other (and every row once)."""
+    from winnow.encode.onnx import OnnxRunner
+    from winnow.models.resolve import SHIPPED_RERANKER, resolve_model
+
+    folder = resolve_model(SHIPPED_RERANKER).path
+    pairs = [(q, t) for q in ("what is the capital of france", "how long do cats sleep") for t in PASSAGES] * 3
+
+    def scores(runner):
+        out = np.full(len(pairs), np.nan, dtype=np.float32)
+        seen = []
+
+        def consume(positions, output, mask):
+            seen.extend(positions.tolist())
+            out[positions] = output[:, 0]
+
+        runner.run_batches(pairs, consume)
+        assert sorted(seen) == list(range(len(pairs)))
+        return out
+
+    one, two = (OnnxRunner(folder / "model.onnx", folder / "tokenizer.json", max_length=192, threads=2,
+                           rows_alone=True, streams=s) for s in (1, 2))
+    assert one.streams == 1 and two.streams == 2
+    np.testing.assert_array_equal(scores(two), scores(one))
+    with pytest.raises(InvalidArgumentError, match="streams must be an integer >= 1"):
+        OnnxRunner(folder / "model.onnx", folder / "tokenizer.json", max_length=192, rows_alone=True, streams=0)
+
+
 def test_int8_bi_encoder_vectors_do_not_depend_on_the_batch(demo_documents):
     from winnow.encode.bi_encoder import BiEncoder
 

@@ -76,8 +76,12 @@ def cmd_search(args) -> int:
             args.rerank or default_reranker(), max_length=args.max_length, sigmoid=args.sigmoid, backend=args.backend,
             reading=reading_from_args(args),
         )
-    elif args.max_windows > 1 or args.budget_ms is not None:
-        raise WinnowError("--max-windows and --budget-ms set how the reranker reads: add --rerank")
+        if args.cascade:
+            from winnow.rerank.cascade import with_cascade
+
+            reranker = with_cascade(reranker, args.cascade, first_depth=args.depth, depth=args.cascade_depth)
+    elif args.max_windows > 1 or args.budget_ms is not None or args.cascade:
+        raise WinnowError("--max-windows, --budget-ms and --cascade set how the reranker reads: add --rerank")
     with Collection.open(args.collection, home=_home(args)) as col:
         col.use_backend(args.backend)
         load_ms = _load_models(col, args.method, reranker)

@@ -3,7 +3,9 @@
 :class:`OnnxRunner` turns texts (or query/passage pairs) into model outputs with no per-call setup:
 the ``tokenizers`` tokenizer and the ``InferenceSession`` are created in ``__init__``, inputs are cut
 into token-budget batches (:mod:`winnow.encode.batching`), and outputs come back in the caller's order.
-Threads: ONNX Runtime gets one intra-op thread per available core and no inter-op pool.
+Threads: ONNX Runtime gets one intra-op thread per available core and no inter-op pool, except where rows
+run alone (int8): then each core runs its own rows, one intra-op thread each (``streams``; see
+:class:`OnnxRunner`).
 """
 
 from __future__ import annotations
@@ -120,7 +122,13 @@ class OnnxRunner:
     neighbours and their padding (a reranker pair's logit moved by up to 0.83 between alone and in a batch
     of 20). One row a run makes each output a function of its own input only, whatever the batch, position,
     padding or concurrency; on the 2-core development CPU it cost nothing measurable for 40 reranker pairs
-    (0.136 s batched, 0.140 s row by row), see docs/performance.md."""
+    (0.136 s batched, 0.140 s row by row), see docs/performance.md.
+
+    ``streams``: with ``rows_alone``, how many rows run at once, each on one intra-op thread of its own
+    (ONNX Runtime's ``run`` releases the GIL and is safe to call from several threads on one session). A
+    row of ~100 tokens is too small a matrix to split well between cores; giving each core whole rows keeps
+    them busy without a barrier per operator. ``None``: one stream per thread the runner may use. Outputs
+    are the same as with one stream (each row is still computed alone, the same way)."""
 
     def __init__(
         self,
@@ -131,6 +139,7 @@ class OnnxRunner:
         max_tokens: int = DEFAULT_MAX_TOKENS,
         threads: int | None = None,
         rows_alone: bool = False,
+        streams: int | None = None,
     ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -140,11 +149,16 @@ class OnnxRunner:
         self.max_length = int(max_length)
         self.max_tokens = max(int(max_tokens), self.max_length)
         self.rows_alone = rows_alone
+        threads = threads or cpu_count()
+        if streams is not None and (isinstance(streams, bool) or not isinstance(streams, int) or streams < 1):
+            raise InvalidArgumentError(f"streams must be an integer >= 1 (or None: one per thread), got {streams!r}")
+        self.streams = (streams or threads) if rows_alone else 1
+        self._pool = None
         self.tokenizer = Tokenizer.from_file(str(tokenizer_json))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length, strategy="longest_first")
         self.session = ort.InferenceSession(
-            str(model_file), session_options(threads), providers=["CPUExecutionProvider"]
+            str(model_file), session_options(max(1, threads // self.streams)), providers=["CPUExecutionProvider"]
         )
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_name = self.session.get_outputs()[0].name
@@ -170,21 +184,46 @@ class OnnxRunner:
             batches = [np.array([i]) for i in range(len(encodings))]
         else:
             batches = token_budget_batches(lengths, self.max_tokens)
+        if self.streams > 1 and len(batches) > 1:
+            yield from self._run_streams(encodings, lengths, batches)
+            return
         for batch in batches:
-            longest = int(lengths[batch].max())
-            ids = np.full((len(batch), longest), self.pad_id, dtype=np.int64)
-            types = np.zeros((len(batch), longest), dtype=np.int64)
-            mask = np.zeros((len(batch), longest), dtype=np.int64)
-            for row, i in enumerate(batch):
-                e = encodings[i]
-                n = len(e.ids)
-                ids[row, :n] = e.ids
-                types[row, :n] = e.type_ids
-                mask[row, :n] = 1
-            feed = {"input_ids": ids, "attention_mask": mask}
-            if "token_type_ids" in self.input_names:
-                feed["token_type_ids"] = types
-            yield batch, self.session.run([self.output_name], feed)[0], mask
+            yield self._run_batch(encodings, lengths, batch)
+
+    def _run_streams(self, encodings: list, lengths: np.ndarray, batches: list) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The batches on ``streams`` threads, in order, at most two a stream in flight (bounded memory)."""
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.streams, thread_name_prefix="winnow-onnx")
+        pending: deque = deque()
+        todo = iter(batches)
+        for batch in todo:
+            pending.append(self._pool.submit(self._run_batch, encodings, lengths, batch))
+            if len(pending) >= 2 * self.streams:
+                break
+        while pending:
+            yield pending.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(self._pool.submit(self._run_batch, encodings, lengths, nxt))
+
+    def _run_batch(self, encodings: list, lengths: np.ndarray, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        longest = int(lengths[batch].max())
+        ids = np.full((len(batch), longest), self.pad_id, dtype=np.int64)
+        types = np.zeros((len(batch), longest), dtype=np.int64)
+        mask = np.zeros((len(batch), longest), dtype=np.int64)
+        for row, i in enumerate(batch):
+            e = encodings[i]
+            n = len(e.ids)
+            ids[row, :n] = e.ids
+            types[row, :n] = e.type_ids
+            mask[row, :n] = 1
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self.input_names:
+            feed["token_type_ids"] = types
+        return batch, self.session.run([self.output_name], feed)[0], mask
 
 
 def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:

@@ -87,6 +87,8 @@ def cmd_eval(args) -> int:
         reading=reading_from_args(args),
         budget=budget_from_args(args, k=10),  # candidates out of reach of the top 10 (nDCG@10's) are not read
         store=args.store,
+        cascade=args.cascade,
+        cascade_depth=args.cascade_depth,
     )
     paths = write_report(report, output)
     print(format_table(report))

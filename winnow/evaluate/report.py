@@ -70,7 +70,7 @@ def report_to_json(report: EvalReport) -> dict:
             },
             "queries_without_results": m.no_results,
             "calibration": None if m.calibration is None else {
-                "ece_10_bins": _num(m.calibration.ece), "judged_hits": m.calibration.pairs,
+                "ece_10_bins": _num(m.calibration.ece), "hits": m.calibration.pairs,
                 "reliability": [{"mean_probability": _num(c), "fraction_relevant": _num(f), "hits": n}
                                 for c, f, n in m.calibration.bins],
             },
@@ -263,7 +263,7 @@ def write_report(report: EvalReport, output: Path | str) -> dict[str, Path]:
 
 def write_reliability(m: MethodResult, report: EvalReport, path: Path) -> Path:
     """A reliability diagram: fraction relevant against mean predicted probability per bin (the diagonal is
-    perfect calibration), with each bin's count of judged hits."""
+    perfect calibration), with each bin's count of hits (unjudged hits count as not relevant)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -279,7 +279,7 @@ def write_reliability(m: MethodResult, report: EvalReport, path: Path) -> Path:
     ax.set_ylim(0, 1)
     ax.set_xlabel("predicted probability of relevance")
     ax.set_ylabel(f"fraction relevant (grade >= {report.rel})")
-    ax.set_title(f"{report.dataset} {m.method}: ECE {c.ece:.3f} over {c.pairs} judged hits", fontsize=9)
+    ax.set_title(f"{report.dataset} {m.method}: ECE {c.ece:.3f} over {c.pairs} hits", fontsize=9)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     with replacing(path) as tmp:

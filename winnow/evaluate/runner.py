@@ -195,8 +195,10 @@ class Latency:
 
 @dataclass(frozen=True)
 class CalibrationCheck:
-    """How well a method's calibrated probabilities match the judgments: over the judged hits it returned,
-    the expected calibration error (10 equal-width bins) and the reliability diagram's bins."""
+    """How well a method's calibrated probabilities match the judgments: over every hit it returned with a
+    probability (an unjudged hit counts as not relevant, as the measures count it; judged-only would make
+    a set whose qrels list only relevant passages, like msmarco's, look all relevant), the expected
+    calibration error (10 equal-width bins) and the reliability diagram's bins."""
 
     ece: float
     pairs: int
@@ -290,7 +292,7 @@ def run_method(
     run: dict[str, tuple[tuple[str, float], ...]] = {}
     stages: dict[str, list[float]] = {}
     totals: list[float] = []
-    probabilities: list[tuple[float, float]] = []  # (probability, relevant?) of judged hits
+    probabilities: list[tuple[float, float]] = []  # (probability, relevant?) of the hits; unjudged: not relevant
     for start in range(0, len(qids), batch_size):
         batch = texts[start : start + batch_size]
         t0 = time.perf_counter()
@@ -299,8 +301,8 @@ def run_method(
         for qid, ranking in zip(qids[start : start + batch_size], rankings):
             run[qid] = tuple((h.doc_id, float(h.score)) for h in ranking.hits)
             judged = dataset.qrels.get(qid, {})
-            probabilities += [(h.probability, float(judged[h.doc_id] >= rel)) for h in ranking.hits
-                              if h.probability is not None and h.doc_id in judged]
+            probabilities += [(h.probability, float(judged.get(h.doc_id, 0) >= rel)) for h in ranking.hits
+                              if h.probability is not None]
             totals.append(per_query)
             for stage, ms in ranking.timings_ms.items():
                 stages.setdefault(stage, []).append(float(ms))
@@ -348,11 +350,14 @@ def evaluate(
     reading=None,
     budget=None,
     store: str | None = None,
+    cascade: str | None = None,
+    cascade_depth: int = 20,
 ) -> EvalReport:
     """Evaluate ``methods`` on the judged queries of ``dataset``; ``reranker`` (an object) wins over ``rerank``
     (a cross-encoder id or folder) for the ``X>rerank`` methods. ``reading`` (a
     :class:`~winnow.rerank.reading.Reading`) and ``budget`` (a :class:`~winnow.rerank.budget.Budget`) set how
-    the rerank stage reads long candidates and how long it may take."""
+    the rerank stage reads long candidates and how long it may take; ``cascade`` (a small reranker's id or
+    folder) reads every candidate first and the reranker only the best ``cascade_depth``."""
     specs = parse_methods(methods)
     measures = parse_metrics(metrics, rel=rel)
     for name, value, low in (("depth", depth, 1), ("run_depth", run_depth, 1), ("batch_size", batch_size, 1)):
@@ -362,6 +367,10 @@ def evaluate(
         raise WinnowError(f"no query of {dataset.path} has judgments in qrels/{dataset.split}.tsv: nothing to evaluate")
     if any(s.rerank for s in specs) and reranker is None:
         reranker = _make_reranker(rerank, [s.name for s in specs if s.rerank], max_length, backend)
+    if cascade and reranker is not None:
+        from winnow.rerank.cascade import with_cascade
+
+        reranker = with_cascade(reranker, cascade, first_depth=depth, depth=cascade_depth, cache=False)
     col, cache = open_corpus_cache(dataset, cache_dir=cache_dir, model=model, backend=backend, progress=progress,
                                    store=store)
     results: list[MethodResult] = []

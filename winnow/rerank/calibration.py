@@ -196,6 +196,31 @@ def fit_best(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, fold
     return CalibrationFit(FITTERS[best](s, y), len(s), losses)
 
 
+def held_out_ece(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, sources: np.ndarray,
+                 method: CalibrationMethod, *, folds: int = 2, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Per source, the ECE of ``method`` on queries it was not fitted on: each source's queries are cut into
+    ``folds`` folds, and each fold is scored by a calibrator fitted on everything else (the other sources and
+    the source's other folds). What a shipped calibration can be expected to do on new queries of a source."""
+    s, y, g, src = (np.asarray(a) for a in (scores, labels, groups, sources))
+    rng = np.random.default_rng(seed)
+    out: dict[str, dict[str, float]] = {}
+    for name in sorted(set(src.tolist())):
+        mine = src == name
+        queries = np.unique(g[mine])
+        fold_of = dict(zip(queries.tolist(), rng.permutation(len(queries)) % folds))
+        fold = np.full(len(s), -1)
+        fold[mine] = [fold_of[q] for q in g[mine].tolist()]
+        p = np.empty(int(mine.sum()))
+        for k in range(folds):
+            test = fold == k
+            if not test.any():
+                continue
+            p[(fold[mine] == k)] = FITTERS[method](s[~test], y[~test].astype(float)).apply(s[test])
+        out[name] = {"ece": round(expected_calibration_error(p, y[mine]), 4), "pairs": int(mine.sum()),
+                     "queries": len(queries), "fraction_relevant": round(float(y[mine].mean()), 4)}
+    return out
+
+
 def _check(s: np.ndarray, y: np.ndarray) -> None:
     if s.shape != y.shape or s.ndim != 1 or s.size == 0:
         raise InvalidArgumentError(f"calibration needs one label per score (1-D, non-empty), got {s.shape} and {y.shape}")

@@ -8,8 +8,8 @@ that read the hit). Every stage keeps the first stage's rank and score, so each 
 for the candidates' first stage. A reading applies to every stage; a budget to the last (the stage the time
 goes to).
 
-No distilled small reranker ships yet (issue 16: its training needs a GPU or a long CPU run); the shape is
-here so that one can be dropped in.
+:func:`with_cascade` puts a small reranker (``winnow train small-reranker`` distils one from the default)
+in front of a reranker; ``--cascade MODEL [--cascade-depth N]`` on ``winnow search`` and ``winnow eval``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ class CascadeStage:
     def __post_init__(self) -> None:
         if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 1:
             raise InvalidArgumentError(f"a cascade stage's depth must be an integer >= 1, got {self.depth!r}")
+
+
+DEFAULT_CASCADE_DEPTH = 20  # candidates the last stage reads by default
 
 
 class CascadeReranker(Reranker):
@@ -90,3 +93,16 @@ def _below(hit: Hit, score: float) -> Hit:
         first_stage_rank=hit.rank if hit.first_stage_rank is None else hit.first_stage_rank,
         first_stage_score=hit.score if hit.first_stage_score is None else hit.first_stage_score,
     )
+
+
+def with_cascade(reranker: Reranker, small, *, first_depth: int, depth: int = DEFAULT_CASCADE_DEPTH,
+                 cache: bool = True) -> CascadeReranker:
+    """``small`` (a cross-encoder id or folder, or a :class:`Reranker`) reads the first ``first_depth``
+    candidates; ``reranker`` reads the best ``depth`` of its order (``depth`` is capped at ``first_depth``)."""
+    if isinstance(small, str):
+        from winnow.rerank.cross_encoder import CrossEncoderReranker
+
+        small = CrossEncoderReranker(small, cache=cache, reading=reranker.reading)
+    if not isinstance(small, Reranker):
+        raise InvalidArgumentError(f"a cascade's first stage must be a model id, a folder or a Reranker, got {type(small).__name__}")
+    return CascadeReranker([CascadeStage(small, first_depth), CascadeStage(reranker, min(depth, first_depth))])

@@ -1,12 +1,14 @@
 """The rerank stage's command-line options, one definition for ``winnow search`` and ``winnow eval``:
 ``--max-windows``, ``--aggregation``, ``--window-overlap``, ``--truncation`` (how long candidates are read,
-:class:`~winnow.rerank.reading.Reading`) and ``--budget-ms`` (:class:`~winnow.rerank.budget.Budget`)."""
+:class:`~winnow.rerank.reading.Reading`), ``--budget-ms`` (:class:`~winnow.rerank.budget.Budget`) and
+``--cascade`` / ``--cascade-depth`` (:func:`~winnow.rerank.cascade.with_cascade`)."""
 
 from __future__ import annotations
 
 import argparse
 
 from winnow.rerank.budget import Budget
+from winnow.rerank.cascade import DEFAULT_CASCADE_DEPTH
 from winnow.rerank.reading import DEFAULT_OVERLAP, MAX_WINDOWS, Reading, Truncation
 from winnow.rerank.windows import Aggregation
 
@@ -48,6 +50,11 @@ def add_rerank_options(parser) -> None:
                    help="with one window: which end of a too-long passage is cut")
     g.add_argument("--budget-ms", type=_milliseconds, default=None, metavar="MS",
                    help="time the rerank stage may take per query: candidates are read in first-stage order until it is spent")
+    g.add_argument("--cascade", metavar="MODEL", default=None,
+                   help="a small reranker (winnow train small-reranker) reads every candidate first; the reranker "
+                   "reads only the best --cascade-depth of its order")
+    g.add_argument("--cascade-depth", type=_int_in(1, None, "--cascade-depth"), default=DEFAULT_CASCADE_DEPTH, metavar="N",
+                   help=f"with --cascade: candidates the reranker reads (default {DEFAULT_CASCADE_DEPTH})")
 
 
 def reading_from_args(args) -> Reading:

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from winnow.errors import InvalidArgumentError
-from winnow.rerank.calibration import FORMAT_VERSION, fit_best
+from winnow.rerank.calibration import FORMAT_VERSION, fit_best, held_out_ece
 from winnow.train.data import TrainingExample
 from winnow.train.fusion_fit import dev_lists
 from winnow.types import FirstStage
@@ -27,15 +27,15 @@ def calibration_payload(
 ) -> dict[str, Any]:
     """``calibration.json``'s content: ``score(query, texts)`` gives the reranker's logits; ``dev_by_stage``
     holds each first stage's held-out examples (with their rankings)."""
-    logits, labels, groups = [], [], []
+    logits, labels, groups, sources = [], [], [], []
     stages: dict[str, Any] = {}
     seen: set[str] = set()
     for stage, examples in dev_by_stage.items():
-        lists = dev_lists(examples, depth)
+        lists = [(_source_name(e.source), item) for e in examples for item in dev_lists([e], depth)]
         if not lists:
             raise InvalidArgumentError(f"the {stage.value} dev examples hold no first-stage rankings to calibrate on")
         first, first_labels, first_groups = [], [], []
-        for i, (query, texts, first_scores, relevant) in enumerate(lists):
+        for i, (source, (query, texts, first_scores, relevant)) in enumerate(lists):
             first.append(first_scores)
             first_labels.append(relevant.astype(float))
             first_groups.append(np.full(len(texts), i))
@@ -45,12 +45,21 @@ def calibration_payload(
             logits.append(np.asarray(score(query, texts), dtype=np.float64))
             labels.append(relevant.astype(float))
             groups.append(np.full(len(texts), len(seen)))
+            sources.append(np.full(len(texts), source, dtype=object))
         fit = fit_best(np.concatenate(first), np.concatenate(first_labels), np.concatenate(first_groups), seed=seed)
         stages[stage.value] = {**fit.to_json(), "dev_queries": len(lists)}
-    reranker = fit_best(np.concatenate(logits), np.concatenate(labels), np.concatenate(groups), seed=seed)
+    s, y, g = np.concatenate(logits), np.concatenate(labels), np.concatenate(groups)
+    reranker = fit_best(s, y, g, seed=seed)
+    check = held_out_ece(s, y, g, np.concatenate(sources), reranker.calibrator.method, seed=seed)
     return {
         "format_version": FORMAT_VERSION,
-        "reranker": {**reranker.to_json(), "dev_queries": len(seen)},
+        "reranker": {**reranker.to_json(), "dev_queries": len(seen), "held_out_ece": check},
         "first_stages": stages,
         "depth": depth,
     }
+
+
+def _source_name(source: str) -> str:
+    """A mined file's source without its first stage (``msmarco-dense`` -> ``msmarco``)."""
+    head, _, tail = (source or "data").rpartition("-")
+    return head if head and tail in {s.value for s in FirstStage} else (source or "data")

@@ -109,7 +109,8 @@ def render(info: Mapping[str, Any]) -> str:
         "## Recipe",
         f"- base model: `{cfg['base_model']}`" + (f", cut to its first {cfg['layers']} layers" if cfg.get("layers") else "")
         + (f", itself trained by winnow (\"{base.get('name')}\", below), trained further" if base else ", with a new one-logit head"),
-        f"- loss: `{cfg['loss']}` ({info.get('loss_class', '')}), {cfg['negatives']} negatives per query",
+        f"- loss: `{cfg['loss']}` ({info.get('loss_class', '')}), {cfg['negatives']} negatives per query"
+        + (f", distilled from `{info['teacher']}`'s raw logits" if info.get("teacher") else ""),
         f"- epochs {cfg['epochs']}, max steps {cfg['max_steps']}, batch {cfg['batch_size']}, learning rate "
         f"{cfg['learning_rate']}, warmup ratio {cfg['warmup_ratio']}, max_length {cfg['max_length']}, seed {cfg['seed']}",
         *([f"- kept the checkpoint best on `{cfg['best_by']}`: {info.get('best_checkpoint')}"] if cfg.get("best_by") else []),
@@ -119,7 +120,7 @@ def render(info: Mapping[str, Any]) -> str:
         "|---|---|---|",
     ]
     for f in info.get("data_files", []):
-        lines.append(f"| `{f['path']}` | `{f['sha256']}` | {f['examples']} |")
+        lines.append(f"| `{f['path']}` | `{f['sha256']}` | {f.get('examples', 'the teacher-scored sample')} |")
     lines += [
         "",
         f"Training rows: {info.get('train_rows')} ({info.get('train_pairs')} query-passage pairs per epoch); "

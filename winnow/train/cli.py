@@ -241,6 +241,8 @@ def cmd_calibrate(args) -> int:
     r = payload["reranker"]
     print(f"{folder / FILENAME}: reranker {r['method']} (held-out log-loss {r['dev_log_loss']}) on {r['dev_pairs']} pairs; "
           + ", ".join(f"{k} {v['method']}" for k, v in payload["first_stages"].items()))
+    print("held-out ECE of the reranker's probabilities (10 bins; each source's queries scored by a calibrator "
+          "fitted without them): " + ", ".join(f"{k} {v['ece']:.4f}" for k, v in r["held_out_ece"].items()))
     return 0
 
 

@@ -10,10 +10,13 @@ from pathlib import Path
 from winnow.errors import InvalidArgumentError
 
 
-def _distill_data(args, negatives: int):
+def _distill_data(args, negatives: int, last_checkpoint):
     """(train, dev) from the mined files: dev is the same held-out queries the reranker training held out
     (``--dev-per-file`` and ``--seed`` as there), removed from training; train is sampled to ``--limit``
-    (seeded) and scored by the teacher, chunk by chunk into ``<output>/teacher``."""
+    (seeded) and scored by the teacher, chunk by chunk into ``<output>/teacher``. ``--resume`` with no
+    checkpoint (``last_checkpoint(output)`` None) is an error before anything is scored."""
+    if args.resume and last_checkpoint(args.output) is None:
+        raise InvalidArgumentError(f"--resume: no checkpoint in {Path(args.output) / 'checkpoints'}; start without --resume")
     from winnow.train.cli import _held_out
     from winnow.train.data import merge_by_query, read_training_file
     from winnow.train.teacher import score_examples, teacher_reranker
@@ -56,9 +59,7 @@ def cmd_train_colbert(args) -> int:
     from winnow.train.colbert import ColBERTTrainConfig, last_checkpoint, train_colbert
 
     config = config_from_args(ColBERTTrainConfig, args, base_model=args.base, learning_rate=args.lr)
-    if args.resume and last_checkpoint(args.output) is None:
-        raise InvalidArgumentError(f"--resume: no checkpoint in {Path(args.output) / 'checkpoints'}; start without --resume")
-    scored, dev = _distill_data(args, config.negatives)
+    scored, dev = _distill_data(args, config.negatives, last_checkpoint)
     result = train_colbert(scored, args.output, config, dev=dev, resume=args.resume, progress=not args.quiet,
                            card=_card(args, ("train", "colbert")))
     print(f"model: {result.model_dir} ({result.steps} steps, {result.seconds:.0f} s)")
@@ -75,9 +76,7 @@ def cmd_train_bi_encoder(args) -> int:
     from winnow.train.trainer import last_checkpoint
 
     config = config_from_args(BiEncoderDistillConfig, args, base_model=args.base, learning_rate=args.lr)
-    if args.resume and last_checkpoint(args.output) is None:
-        raise InvalidArgumentError(f"--resume: no checkpoint in {Path(args.output) / 'checkpoints'}; start without --resume")
-    scored, dev = _distill_data(args, config.negatives)
+    scored, dev = _distill_data(args, config.negatives, last_checkpoint)
     kept = drop_false_negatives(scored, margin=args.teacher_margin)
     print(f"teacher filter (margin {args.teacher_margin}): {len(kept)} of {len(scored)} queries keep a negative", file=sys.stderr)
     result = train_bi_encoder(kept, args.output, config, dev=dev, resume=args.resume, progress=not args.quiet,
@@ -86,6 +85,22 @@ def cmd_train_bi_encoder(args) -> int:
     for label, d in (("before", result.dev_before), ("after", result.dev_after)):
         if d:
             print(f"  dev nDCG@10 {label}: {d['model_ndcg@10']:.4f} (first stage {d['first_stage_ndcg@10']:.4f}, {d['queries']} queries)")
+    return 0
+
+
+def cmd_train_small_reranker(args) -> int:
+    from winnow.train.cli import config_from_args
+    from winnow.train.trainer import TrainConfig, last_checkpoint, train_reranker
+
+    config = config_from_args(TrainConfig, args, base_model=args.base, loss="mse", learning_rate=args.lr,
+                              eval_steps=args.eval_steps or 10**9, fit_fusion=False)
+    scored, dev = _distill_data(args, config.negatives, last_checkpoint)
+    result = train_reranker(scored, args.output, config, dev=dev, resume=args.resume, progress=not args.quiet,
+                            card=_card(args, ("train", "small-reranker")))
+    print(f"model: {result.model_dir} ({result.steps} steps, {result.seconds:.0f} s, {result.train_pairs} teacher-scored pairs)")
+    for name, value in sorted(result.dev_metrics.items()):
+        if name.endswith("ndcg@10"):
+            print(f"  {name}: {value:.4f}")
     return 0
 
 
@@ -158,6 +173,20 @@ def register(tsub) -> None:
                    help="the student's similarity is scale x cosine, on the teacher's logit scale (default 10)")
     b.add_argument("--lr", type=float, default=2e-5)
     b.set_defaults(func=cmd_train_bi_encoder)
+
+    r = tsub.add_parser(
+        "small-reranker",
+        help="distil winnow's reranker into a smaller cross-encoder (a cascade's first reader)",
+        description="A cross-encoder with the base's first --layers layers (give the teacher's own torch weights as "
+        "--base to start from them), trained with pointwise MSE to reproduce the teacher's raw logits on mined "
+        "positives and hard negatives; dev: the held-out training queries' mined lists, reranked. Ship it with "
+        "`winnow train ship` and use it with --cascade. Never a test set.",
+    )
+    _common(r)
+    r.add_argument("--layers", type=int, default=3, help="transformer layers kept from the base (default 3)")
+    r.add_argument("--max-length", type=int, default=192, help="tokens per (query, passage) pair (default 192, the teacher's)")
+    r.add_argument("--lr", type=float, default=5e-5)
+    r.set_defaults(func=cmd_train_small_reranker)
 
     s = tsub.add_parser(
         "ship-colbert",

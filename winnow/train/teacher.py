@@ -99,6 +99,18 @@ def score_examples(
     return out
 
 
+def teacher_pairs(examples: Iterable[DistillExample]) -> dict[str, list]:
+    """Columns for a pointwise distillation loss: one (query, passage, label) row per scored text, the
+    label the teacher's raw logit (the student learns the teacher's scale as well as its order)."""
+    cols: dict[str, list] = {"query": [], "passage": [], "label": []}
+    for e in examples:
+        for text, score in zip(e.texts, e.teacher):
+            cols["query"].append(e.query)
+            cols["passage"].append(text)
+            cols["label"].append(float(score))
+    return cols
+
+
 def drop_false_negatives(examples: Iterable[DistillExample], *, margin: float) -> list[DistillExample]:
     """The seeds' filter: keep a negative only where the teacher scores it at least ``margin`` below the
     positive (a high first-stage score and a low reranker score); examples left with none are dropped."""

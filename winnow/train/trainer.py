@@ -24,6 +24,7 @@ from winnow.errors import InvalidArgumentError, MissingDependencyError
 from winnow.train.base_model import POOLER_INITS, load_base
 from winnow.train.data import TrainingExample, rows, to_dataset
 from winnow.train.precision import Precision, check_precision_and_device, resolve_precision
+from winnow.train.teacher import DistillExample, teacher_pairs
 from winnow.types import FirstStage
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ LOSSES: dict[str, tuple[str, str, str]] = {
     "ranknet": ("list", "RankNetLoss", "pairwise: RankNet over every (positive, negative) pair of a list"),
     "mnrl": ("tuple", "MultipleNegativesRankingLoss", "contrastive: positive vs hard + in-batch negatives"),
     "cmnrl": ("tuple", "CachedMultipleNegativesRankingLoss", "mnrl with gradient caching (larger batches)"),
+    "mse": ("teacher", "MSELoss", "distillation: each pair's logit regresses the teacher's (pointwise MSE)"),
 }
 
 
@@ -162,8 +164,21 @@ def last_checkpoint(output_dir: str | Path) -> Path | None:
     return Path(found) if found else None
 
 
+def training_columns(train: Sequence[TrainingExample] | Sequence[DistillExample], config: TrainConfig) -> dict[str, list]:
+    """The loss's columns: labelled rows of mined examples, or (for ``mse``) teacher-scored pairs."""
+    fmt = LOSSES[config.loss][0]
+    teacher = fmt == "teacher"
+    wrong = [e for e in train if isinstance(e, DistillExample) != teacher][:1]
+    if wrong:
+        need = "teacher-scored examples (winnow.train.teacher.score_examples)" if teacher else "mined training examples"
+        raise InvalidArgumentError(f"loss {config.loss!r} trains on {need}, got a {type(wrong[0]).__name__}")
+    if teacher:
+        return teacher_pairs(train)  # type: ignore[arg-type]
+    return rows(train, fmt, negatives=config.negatives, seed=config.seed)  # type: ignore[arg-type]
+
+
 def train_reranker(
-    train: Sequence[TrainingExample],
+    train: Sequence[TrainingExample] | Sequence[DistillExample],
     output_dir: str | Path,
     config: TrainConfig = TrainConfig(),
     *,
@@ -195,14 +210,14 @@ def train_reranker(
             raise InvalidArgumentError(f"--resume: no checkpoint in {output_dir / 'checkpoints'}; start without --resume")
         log.info("resuming from %s", checkpoint)
     fmt = LOSSES[config.loss][0]
-    columns = rows(train, fmt, negatives=config.negatives, seed=config.seed)
+    columns = training_columns(train, config)
     n_rows = len(columns["query"])
     if n_rows == 0:
         raise InvalidArgumentError(
             f"no training rows for loss {config.loss!r} with {config.negatives} negatives "
             f"(from {len(train)} examples): mine more negatives or lower --negatives"
         )
-    pairs_per_row = {"pairs": 1, "tuple": 1 + config.negatives}.get(fmt)
+    pairs_per_row = {"pairs": 1, "teacher": 1, "tuple": 1 + config.negatives}.get(fmt)
     n_pairs = sum(len(d) for d in columns["docs"]) if fmt == "list" else n_rows * pairs_per_row
     dataset = to_dataset(columns)
     evaluators = make_evaluators(dev, depth=config.eval_depth)
@@ -290,7 +305,7 @@ def train_reranker(
     start_step = int(checkpoint.name.rsplit("-", 1)[-1]) if checkpoint else 0
     seen_pairs = n_pairs * ((steps - start_step) / max(1, _steps_per_epoch(n_rows, config.batch_size)))
     info = {
-        "name": "winnow reranker",
+        "name": "winnow reranker" if fmt != "teacher" else "winnow reranker (distilled)",
         "precision": "bf16" if bf16 else "fp16" if fp16 else "fp32",
         "device": "cuda" if cuda else "cpu",
         **(dict(card) if card else {}),
