@@ -38,7 +38,7 @@ log = logging.getLogger("bench")
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "msmarco"
 RESULTS = REPO / "bench" / "results"
-OPTIONAL_SECTIONS = ("bench.speed", "bench.determinism", "bench.budget", "bench.segments", "bench.scale", "bench.milvus")  # modules other work adds; each is skipped while it does not exist
+OPTIONAL_SECTIONS = ("bench.speed", "bench.int8_peer", "bench.determinism", "bench.budget", "bench.segments", "bench.scale", "bench.milvus")  # modules other work adds; each is skipped while it does not exist
 ORDER = ("seed", "st", "winnow")
 WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
 

@@ -119,6 +119,73 @@ def test_export_happens_once_and_is_read_back(encoders, export_cache):
     assert leftovers == []  # temp folders renamed into place or removed
 
 
+def test_exports_carry_no_skip_layer_norm_and_sessions_do_not_fuse_it_again(encoders):
+    """The fp32 export's skip-LayerNorms are split into standard ops (winnow.models.graph_passes); the
+    shipped reranker's too; and the loaded session's optimized graph has none either."""
+    import json
+
+    import onnx
+    import onnxruntime as ort
+
+    from winnow.models.graph_passes import DISABLED_OPTIMIZERS
+    from winnow.models.resolve import SHIPPED_RERANKER
+
+    encoders["onnx"].encode_query("warm up")
+    fp32 = export.exported_model(resolve_model(MODEL), "embed", "onnx")
+    meta = json.loads((fp32.folder / "meta.json").read_text())
+    assert meta["skip_layer_norms_split"] == 12 and meta["export_version"] == export.EXPORT_VERSION
+    for path in (fp32.path, resolve_model(SHIPPED_RERANKER).path / "model.onnx"):
+        ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+        assert "SkipLayerNormalization" not in ops and "LayerNormalization" in ops, path
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(fp32.folder.parent / "optimized-check.onnx")
+    ort.InferenceSession(str(fp32.path), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(DISABLED_OPTIMIZERS))
+    ops = {n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node}
+    assert "SkipLayerNormalization" not in ops and "LayerNormalization" in ops
+    os.remove(options.optimized_model_filepath)
+
+
+def test_an_export_of_an_older_version_is_rebuilt_and_replaced(encoders, export_cache):
+    import json
+
+    encoders["onnx"].encode_query("warm up")
+    resolved = resolve_model(MODEL)
+    current = export.exported_model(resolved, "embed", "onnx")
+    meta_file = current.folder / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps({**meta, "export_version": export.EXPORT_VERSION - 1}))
+    rebuilt = export.exported_model(resolved, "embed", "onnx")
+    assert not rebuilt.cached and rebuilt.folder == current.folder
+    assert json.loads(meta_file.read_text())["export_version"] == export.EXPORT_VERSION
+    assert export.exported_model(resolved, "embed", "onnx").cached  # and read back from then on
+    assert [p for p in current.folder.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_splitting_a_skip_layer_norm_keeps_its_output():
+    """A hand-built SkipLayerNormalization (with bias) and its split form give the same output."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from winnow.models.graph_passes import DISABLED_OPTIMIZERS, split_skip_layer_norm
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(16).astype(np.float32), n) for n in ("g", "b", "bias")]
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 5, 16]) for n in ("x", "s")]
+    node = helper.make_node("SkipLayerNormalization", ["x", "s", "g", "b", "bias"], ["y"], domain="com.microsoft", epsilon=1e-5)
+    graph = helper.make_graph([node], "g", io, [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5, 16])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)], ir_version=8)
+    feed = {"x": rng.standard_normal((1, 5, 16)).astype(np.float32), "s": rng.standard_normal((1, 5, 16)).astype(np.float32)}
+    fused = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    assert split_skip_layer_norm(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Add", "Add", "LayerNormalization"]
+    split = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"],
+                                 disabled_optimizers=list(DISABLED_OPTIMIZERS)).run(None, feed)[0]
+    np.testing.assert_allclose(split, fused, atol=1e-5)
+    x = feed["x"] + numpy_helper.to_array(inits[2]) + feed["s"]
+    expected = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5) * numpy_helper.to_array(inits[0]) + numpy_helper.to_array(inits[1])
+    np.testing.assert_allclose(split, expected, atol=1e-4)
+
+
 # -- choosing backends and quantization -------------------------------------------------------------
 def test_quantization_config_follows_the_cpu():
     assert backends.quantization_config(frozenset({"avx2", "avx512f", "avx512_vnni"})).name == "avx512vnni"

@@ -172,7 +172,10 @@ class ColBERTEncoder:
         options = ort.SessionOptions()
         if self.threads:
             options.intra_op_num_threads = self.threads
-        session = ort.InferenceSession(str(self.folder / manifest["file"]), options, providers=["CPUExecutionProvider"])
+        from winnow.models.graph_passes import DISABLED_OPTIMIZERS
+
+        session = ort.InferenceSession(str(self.folder / manifest["file"]), options, providers=["CPUExecutionProvider"],
+                                       disabled_optimizers=list(DISABLED_OPTIMIZERS))
         return session, [i.name for i in session.get_inputs()]
 
     @cached_property

@@ -157,8 +157,11 @@ class OnnxRunner:
         self.tokenizer = Tokenizer.from_file(str(tokenizer_json))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length, strategy="longest_first")
+        from winnow.models.graph_passes import DISABLED_OPTIMIZERS
+
         self.session = ort.InferenceSession(
-            str(model_file), session_options(max(1, threads // self.streams)), providers=["CPUExecutionProvider"]
+            str(model_file), session_options(max(1, threads // self.streams)), providers=["CPUExecutionProvider"],
+            disabled_optimizers=list(DISABLED_OPTIMIZERS),
         )
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_name = self.session.get_outputs()[0].name

@@ -2,7 +2,8 @@
 
 ``exported_model(resolved, task, backend)`` returns a folder holding ``model.onnx`` for the model,
 building it on first use only: export from the torch weights (read-only; nothing is written beside
-them), ONNX Runtime's transformer fusions (attention, GELU, skip-LayerNorm), and for ``onnx-int8``
+them), ONNX Runtime's transformer fusions (attention, GELU; skip-LayerNorm split back into standard ops,
+see :mod:`winnow.models.graph_passes`), and for ``onnx-int8``
 dynamic quantization with the config that suits this CPU (see :func:`quantization_config`). The
 result is checked against torch on a few inputs, then moved into place with one rename, under::
 
@@ -40,7 +41,7 @@ from winnow.storage import cache_root
 log = logging.getLogger(__name__)
 
 TASKS = ("embed", "score")  # embed: last hidden state of a bi-encoder; score: a cross-encoder's logits
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2  # 2: skip-LayerNorm split after the fusions (winnow.models.graph_passes)
 PREBUILT_MANIFEST = "winnow-onnx.json"  # in an ONNX-only model folder; see prebuilt_model()
 PREBUILT_VERSION = 1
 OPSET = 17
@@ -109,11 +110,9 @@ def exported_model(resolved: ResolvedModel, task: str, backend: str | Backend) -
     folder = export_dir(resolved, task, backend)
     quant = quantization_config().name if backend is Backend.ONNX_INT8 else None
     model_file = folder / "model.onnx"
-    if model_file.is_file() and (folder / "meta.json").is_file():
-        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        if meta.get("export_version") == EXPORT_VERSION:
-            log.debug("using cached ONNX export %s", folder)
-            return ExportedModel(model_file, folder, task, backend, quant, cached=True)
+    if _current_export(folder):
+        log.debug("using cached ONNX export %s", folder)
+        return ExportedModel(model_file, folder, task, backend, quant, cached=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
@@ -126,16 +125,33 @@ def exported_model(resolved: ResolvedModel, task: str, backend: str | Backend) -
         try:
             os.rename(tmp, folder)
         except OSError:  # another process finished the same export first, or a stale folder is there
-            if (folder / "model.onnx").is_file() and (folder / "meta.json").is_file():
+            if _current_export(folder):
                 shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                shutil.rmtree(folder, ignore_errors=True)
-                os.rename(tmp, folder)
+            else:  # a broken folder or an older export version: replaced, never kept
+                stale = folder.with_name(f".{folder.name}.stale-{os.getpid()}")
+                with contextlib.suppress(FileNotFoundError):  # another process may have moved it first
+                    os.rename(folder, stale)
+                try:
+                    os.rename(tmp, folder)
+                except OSError:
+                    if not _current_export(folder):
+                        raise
+                    shutil.rmtree(tmp, ignore_errors=True)
+                shutil.rmtree(stale, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log.info("exported %s in %.1f s", folder.name, meta["seconds"])
     return ExportedModel(folder / "model.onnx", folder, task, backend, quant, cached=False)
+
+
+def _current_export(folder: Path) -> bool:
+    """Whether ``folder`` holds a whole export of this :data:`EXPORT_VERSION`."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (folder / "model.onnx").is_file() and meta.get("export_version") == EXPORT_VERSION
 
 
 # -- building ----------------------------------------------------------------------------------------
@@ -164,6 +180,9 @@ def _build(resolved: ResolvedModel, task: str, backend: Backend, out: Path) -> d
     fused = out / "fused.onnx"
     fusions = _fuse(raw, fused, config)
     os.replace(fused if fusions is not None else raw, out / "model.onnx")
+    from winnow.models.graph_passes import split_file
+
+    split = split_file(out / "model.onnx")
     for leftover in (raw, fused):
         leftover.unlink(missing_ok=True)
     return {
@@ -173,6 +192,7 @@ def _build(resolved: ResolvedModel, task: str, backend: Backend, out: Path) -> d
         "inputs": names,
         "output": output,
         "fusions": fusions or {},
+        "skip_layer_norms_split": split,
         "onnxruntime": onnxruntime.__version__,
         "max_abs_diff_vs_torch": _check_against_torch(model, out / "model.onnx", names, output),
     }
@@ -306,7 +326,9 @@ def _check_against_torch(model, onnx_file: Path, names: list[str], output: str) 
     feed = {"input_ids": ids, "attention_mask": (ids != 0).astype(np.int64)}
     if "token_type_ids" in names:
         feed["token_type_ids"] = np.zeros_like(ids)
-    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    from winnow.models.graph_passes import DISABLED_OPTIMIZERS
+
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"], disabled_optimizers=list(DISABLED_OPTIMIZERS))
     got = session.run([output], feed)[0]
     with torch.no_grad():
         want = model(**{k: torch.from_numpy(v) for k, v in feed.items()}, return_dict=True)[output].numpy()
