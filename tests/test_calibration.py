@@ -118,3 +118,28 @@ def test_held_out_ece_scores_each_source_with_a_calibrator_fitted_without_it():
         assert out[name]["ece"] == pytest.approx(expected_calibration_error(p[mine], y[mine]), abs=1e-4)
     pooled = fit_platt(s, y)  # in-sample and pooled: each source sits off the pooled curve by its own offset
     assert out["a"]["ece"] > 0.03 and expected_calibration_error(pooled.apply(s[src == "a"]), y[src == "a"]) > 0.03
+
+
+def test_first_stage_only_searches_get_the_shipped_first_stage_probabilities(demo_collection):
+    """Without a reranker each hit's probability is the shipped calibrator of its method applied to its
+    first-stage score (the library's search, as the CLI and the server call it); a collection built with
+    another bi-encoder gets a typed error for dense, not numbers fitted on other scores."""
+    from winnow.models.resolve import SHIPPED_RERANKER, resolve_model
+    from winnow.rerank.calibration import CalibrationTable, first_stage_calibrator, keep_probable
+    from winnow.types import FirstStage
+
+    table = CalibrationTable.from_model_dir(resolve_model(SHIPPED_RERANKER).path)
+    for method in ("dense", "bm25", "hybrid"):
+        calibrator = demo_collection.first_stage_calibrator(method)
+        assert calibrator == table.for_stage(FirstStage(method))
+        ranking = demo_collection.search("how do plants make food", method=method, top_k=5, first_stage_calibrator=calibrator)
+        scores = [h.score for h in ranking.hits]
+        assert [h.probability for h in ranking.hits] == pytest.approx(list(calibrator.apply(scores)))
+        assert all(a >= b for a, b in zip([h.probability for h in ranking.hits], [h.probability for h in ranking.hits][1:]))
+        cut = ranking.hits[1].probability
+        assert [h.doc_id for h in keep_probable(ranking, cut).hits] == [h.doc_id for h in ranking.hits if h.probability >= cut]
+    assert all(h.probability is None for h in demo_collection.search("plants", method="dense", top_k=3).hits)
+    with pytest.raises(InvalidArgumentError, match="fitted on sentence-transformers/all-MiniLM-L6-v2's scores"):
+        first_stage_calibrator(FirstStage.DENSE, bi_encoder="/some/other-model")
+    with pytest.raises(InvalidArgumentError, match="unknown method 'sparse'"):
+        demo_collection.first_stage_calibrator("sparse")

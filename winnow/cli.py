@@ -85,6 +85,7 @@ def cmd_search(args) -> int:
     with Collection.open(args.collection, home=_home(args)) as col:
         col.use_backend(args.backend)
         load_ms = _load_models(col, args.method, reranker)
+        asked = args.probabilities or args.min_probability is not None
         ranking = col.search(
             args.query,
             method=args.method,
@@ -93,6 +94,7 @@ def cmd_search(args) -> int:
             reranker=reranker,
             dense_index=args.dense_index,
             budget=budget_from_args(args),
+            first_stage_calibrator=col.first_stage_calibrator(args.method) if asked and reranker is None else None,
         )
     if args.min_probability is not None:
         from winnow.rerank.calibration import keep_probable

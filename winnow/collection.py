@@ -350,13 +350,16 @@ class Collection(ReadSnapshot, WritePath, MergePath):
         filter: dict | None = None,
         reading=None,
         budget=None,
+        first_stage_calibrator=None,
     ) -> Ranking:
         """First stage (and reranker, if given) for one query: a hydrated :class:`Ranking`.
 
         ``filter`` keeps only documents whose metadata matches, e.g. ``{"lang": "en", "year": {"$in": [2024]}}``.
         ``reading`` and ``budget``: how the rerank stage reads long candidates (default: the reranker's own
         :class:`~winnow.rerank.reading.Reading`; one that reads windows gets whole documents) and the time it
-        may take (:class:`~winnow.rerank.budget.Budget`), see :class:`~winnow.pipeline.Pipeline`."""
+        may take (:class:`~winnow.rerank.budget.Budget`), see :class:`~winnow.pipeline.Pipeline`.
+        ``first_stage_calibrator``: probabilities for a search without a reranker
+        (:meth:`first_stage_calibrator` gives the shipped one for a method)."""
         from winnow.pipeline import Pipeline
 
         pipeline = Pipeline(
@@ -368,8 +371,21 @@ class Collection(ReadSnapshot, WritePath, MergePath):
             reading=reading,
             budget=budget,
             documents=self.get,
+            first_stage_calibrator=first_stage_calibrator,
         )
         return pipeline.search(query)
+
+    def first_stage_calibrator(self, method: str):
+        """The shipped calibrator of ``method``'s scores (from the default reranker's ``calibration.json``),
+        for first-stage-only searches; a typed error where there is none or it does not fit this collection."""
+        from winnow.rerank.calibration import first_stage_calibrator
+        from winnow.types import FirstStage
+
+        try:
+            stage = FirstStage(method)
+        except ValueError:
+            raise InvalidArgumentError(f"unknown method {method!r}; choose one of: {', '.join(s.value for s in FirstStage)}") from None
+        return first_stage_calibrator(stage, bi_encoder=self.model_name)
 
 
 

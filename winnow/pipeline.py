@@ -44,8 +44,12 @@ class Pipeline:
         reading: Reading | None = None,
         budget: Budget | None = None,
         documents: Callable[[Sequence[str]], Mapping[str, Document]] | None = None,
+        first_stage_calibrator=None,
     ) -> None:
-        """``mix``: let the reranker apply its mix fitted for this first stage (False: order by its score alone)."""
+        """``mix``: let the reranker apply its mix fitted for this first stage (False: order by its score alone).
+        ``first_stage_calibrator`` (a :class:`~winnow.rerank.calibration.Calibrator`): without a reranker, each
+        hit's probability of relevance from its first-stage score (see
+        :func:`~winnow.rerank.calibration.first_stage_calibrator`)."""
         _check_count("top_k", top_k)
         _check_count("depth", depth)
         if reranker is not None and depth < top_k:  # without a reranker depth is unused
@@ -58,6 +62,7 @@ class Pipeline:
         self.mix = mix
         self.reading = reading if reading is not None else getattr(reranker, "reading", None)
         self.budget = budget
+        self.first_stage_calibrator = first_stage_calibrator
         if self.reading is not None and self.reading.windowed and reranker is not None:
             if documents is None:
                 raise InvalidArgumentError(
@@ -87,6 +92,9 @@ class Pipeline:
         timings["fetch"] = hydrate_ms
         if self.reranker is None:
             hits = tuple(replace(h, first_stage_rank=h.rank, first_stage_score=h.score) for h in candidates.hits)
+            if self.first_stage_calibrator is not None and hits:
+                p = self.first_stage_calibrator.apply([h.score for h in hits])
+                hits = tuple(replace(h, probability=float(x)) for h, x in zip(hits, p))
             return Ranking(first.query, hits[: self.top_k], timings)
         unread = [h.doc_id for h in candidates.hits if not h.text and not h.title]
         if unread:

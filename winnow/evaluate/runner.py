@@ -256,10 +256,15 @@ def _search_fn(
     spec: MethodSpec, col, *, reranker, depth: int, run_depth: int, dense_index: str, reading=None, budget=None
 ) -> Callable:
     """queries -> rankings for one method (``reading``/``budget``: the rerank stage's, see :class:`Pipeline`)."""
-    retriever = col.retriever(spec.first_stage, dense_index=dense_index)
-    if not spec.rerank:
-        return lambda queries: retriever.search_many(queries, run_depth)
     from winnow.pipeline import Pipeline
+
+    retriever = col.retriever(spec.first_stage, dense_index=dense_index)
+    if not spec.rerank:  # with the shipped first-stage calibrator where one fits: its ECE is reported too
+        try:
+            calibrator = col.first_stage_calibrator(spec.first_stage)
+        except (InvalidArgumentError, ModelNotFoundError):
+            return lambda queries: retriever.search_many(queries, run_depth)
+        return Pipeline(retriever, None, top_k=run_depth, first_stage_calibrator=calibrator).search_many
 
     pipeline = Pipeline(
         retriever, reranker, depth=depth, top_k=depth, hydrate=col.hydrate, mix=spec.mix,

@@ -20,6 +20,7 @@ first-stage-only searches. Applying a calibrator is plain arithmetic: nothing is
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -270,3 +271,42 @@ class CalibrationTable:
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InvalidArgumentError(f"{path} is not a valid calibration file ({exc!r}); delete it or refit it") from exc
         return cls(reranker, stages)
+
+
+def first_stage_calibrator(stage: FirstStage, *, bi_encoder: str | None = None, model: str | None = None) -> Calibrator:
+    """The calibrator of ``stage``'s scores shipped with ``model`` (default: winnow's default reranker), for
+    searches without a reranker. It was fitted on scores of the default bi-encoder (dense and hybrid lists
+    mined with it), so a collection built with another (``bi_encoder``) gets a typed error, not wrong numbers.
+    BM25 scores also depend on the corpus (its statistics): the BM25 calibrator is the training sources'."""
+    from winnow.models.resolve import DEFAULT_BI_ENCODER, default_reranker, resolve_model
+
+    table = _table(str(resolve_model(model or default_reranker()).path))
+    calibrator = table.for_stage(stage) if table is not None else None
+    if calibrator is None:
+        raise InvalidArgumentError(
+            f"no calibrated probabilities for {stage.value} scores: rerank (--rerank) for the reranker's probabilities"
+        )
+    if stage is not FirstStage.BM25 and bi_encoder is not None and not _same_model(bi_encoder, DEFAULT_BI_ENCODER):
+        raise InvalidArgumentError(
+            f"the {stage.value} calibrator was fitted on {DEFAULT_BI_ENCODER}'s scores; this collection uses "
+            f"{bi_encoder}: rerank (--rerank) for calibrated probabilities"
+        )
+    return calibrator
+
+
+@functools.lru_cache(maxsize=8)
+def _table(folder: str) -> CalibrationTable | None:
+    """A model folder's calibration table, read once per process (searches ask for it per query)."""
+    return CalibrationTable.from_model_dir(folder)
+
+
+def _same_model(a: str, b: str) -> bool:
+    from winnow.errors import ModelNotFoundError
+    from winnow.models.resolve import resolve_model
+
+    if a == b:
+        return True
+    try:
+        return resolve_model(a).path == resolve_model(b).path
+    except ModelNotFoundError:
+        return False

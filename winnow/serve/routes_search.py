@@ -42,6 +42,7 @@ def search_router(ctx: AppContext):
             reranker=reranker,
             dense_index=req.dense_index,
             filter=req.filter_spec(),
+            first_stage_calibrator=None if reranker is not None else _first_stage_calibrator(col, req),
             **_rerank_stage(req),
         )
         metrics.on_rerank(ranking.rerank_stats, "search")
@@ -67,6 +68,19 @@ def search_router(ctx: AppContext):
         )
 
     return api
+
+
+def _first_stage_calibrator(col, req: S.SearchRequest):
+    """A first-stage-only search's calibrator: always where one fits the collection (hits then carry
+    probabilities); where none does, an error only if the request filters by ``min_probability``."""
+    from winnow.errors import InvalidArgumentError
+
+    try:
+        return col.first_stage_calibrator(req.method)
+    except InvalidArgumentError:
+        if req.min_probability is not None:
+            raise
+        return None
 
 
 def _rerank_stage(req: S.SearchRequest) -> dict:
