@@ -61,8 +61,7 @@ def connect(address: str | None = LOCAL, *, num_cpus: int | None = None) -> RayC
     if not ray.is_initialized():
         try:
             if address == LOCAL:
-                ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                         logging_level=logging.WARNING)
+                _start_local(ray, num_cpus)
                 started = True
             else:
                 check_reachable(address)
@@ -83,6 +82,24 @@ def connect(address: str | None = LOCAL, *, num_cpus: int | None = None) -> RayC
         raise ClusterError(f"the Ray cluster at {address!r} offers no CPU to run workers on")
     log.info("Ray cluster %s: %d CPUs (%s)", address, cpus, "started here" if started else "joined")
     return RayCluster(address, cpus, started)
+
+
+def _start_local(ray, num_cpus: int | None, *, attempts: int = 2) -> None:
+    """``ray.init`` of a loopback-only local instance. Ray gives its raylet 30 s to register and then raises a
+    bare ``Exception`` ("timed out during startup"), which a busy machine sometimes hits; that one is retried
+    once after a clean shutdown, and then reported as a :class:`ClusterError`."""
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                     logging_level=logging.WARNING)
+            return
+        except Exception as exc:  # noqa: BLE001 - ray raises a bare Exception for this one
+            if "timed out during startup" not in str(exc):
+                raise
+            ray.shutdown()
+            if attempt == attempts:
+                raise ClusterError(f"a local Ray instance did not start ({exc}); is the machine out of memory or processes?") from exc
+            log.warning("the local Ray instance did not start in time (%s); trying once more", exc)
 
 
 def check_reachable(address: str, *, timeout_s: float = 5.0) -> None:

@@ -73,11 +73,11 @@ def search_router(ctx: AppContext):
 def _first_stage_calibrator(col, req: S.SearchRequest):
     """A first-stage-only search's calibrator: always where one fits the collection (hits then carry
     probabilities); where none does, an error only if the request filters by ``min_probability``."""
-    from winnow.errors import InvalidArgumentError
+    from winnow.errors import InvalidArgumentError, ModelNotFoundError
 
     try:
         return col.first_stage_calibrator(req.method)
-    except InvalidArgumentError:
+    except (InvalidArgumentError, ModelNotFoundError):
         if req.min_probability is not None:
             raise
         return None
