@@ -104,6 +104,33 @@ def test_search_text_with_a_reranker_shows_the_movement(cli_home, tiny_cross_enc
     assert lines[8].startswith("time:") and "rerank" in lines[8] and "fetch" in lines[8]
 
 
+def test_search_with_a_cascade_and_first_stage_probabilities(cli_home, tiny_cross_encoder_path, capsys):
+    """--cascade puts a small reranker in front (here the tiny seeded one reads 20, the shipped default the
+    best 5: the same order as the library's with_cascade); a first-stage-only search with --probabilities
+    shows the shipped first-stage calibrator's P(rel)."""
+    from winnow.collection import Collection
+    from winnow.models.resolve import SHIPPED_RERANKER
+    from winnow.rerank.cascade import with_cascade
+    from winnow.rerank.cross_encoder import CrossEncoderReranker
+
+    code, out, err = run(
+        capsys, "--data", str(cli_home), "search", "demo", PY_QUERY, "--method", "hybrid", "--rerank",
+        "--cascade", str(tiny_cross_encoder_path), "--cascade-depth", "5", "--depth", "20", "--top-k", "5", "--json",
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["reranker"] == f"{tiny_cross_encoder_path}@20 > {SHIPPED_RERANKER}@5"
+    with Collection.open("demo", home=cli_home) as col:
+        cascade = with_cascade(CrossEncoderReranker(SHIPPED_RERANKER), str(tiny_cross_encoder_path), first_depth=20, depth=5)
+        expected = col.search(PY_QUERY, method="hybrid", top_k=5, depth=20, reranker=cascade)
+    assert [h["doc_id"] for h in result["hits"]] == expected.doc_ids
+    code, out, err = run(capsys, "--data", str(cli_home), "search", "demo", PY_QUERY, "--method", "dense", "--top-k", "3",
+                         "--probabilities")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "P(rel)" in lines[1] and all(0 < float(r.split()[2]) < 1 for r in lines[2:5])
+
+
 def test_search_with_the_same_json_and_reranker_carries_both_stages(cli_home, tiny_cross_encoder_path, capsys):
     code, out, _ = run(
         capsys, "--data", str(cli_home), "search", "demo", "bread", "--method", "bm25",

@@ -51,6 +51,10 @@ class Reranker(ABC):
     def present(self, raw: np.ndarray) -> np.ndarray:
         return raw
 
+    def warm_up(self) -> "Reranker":
+        """Load what scoring needs now, not on the first query (nothing to load here)."""
+        return self
+
     @property
     def passage_reader(self) -> PassageReader | None:
         """What counts and cuts its passages' tokens (None: it reads each passage whole, uncounted)."""

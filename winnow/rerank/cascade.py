@@ -53,6 +53,11 @@ class CascadeReranker(Reranker):
         last = stages[-1].reranker
         self.mixes, self.calibration, self.reading = last.mixes, last.calibration, last.reading
 
+    def warm_up(self) -> "CascadeReranker":
+        for stage in self.stages:
+            stage.reranker.warm_up()
+        return self
+
     def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
         """The last stage's scores (what orders the cascade's best hits)."""
         return self.stages[-1].reranker.score(query, texts)
