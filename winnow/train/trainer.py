@@ -170,7 +170,8 @@ def training_columns(train: Sequence[TrainingExample] | Sequence[DistillExample]
     teacher = fmt == "teacher"
     wrong = [e for e in train if isinstance(e, DistillExample) != teacher][:1]
     if wrong:
-        need = "teacher-scored examples (winnow.train.teacher.score_examples)" if teacher else "mined training examples"
+        need = ("teacher-scored examples (`winnow train small-reranker` scores them; in Python winnow.train.teacher.score_examples)"
+                if teacher else "mined training examples")
         raise InvalidArgumentError(f"loss {config.loss!r} trains on {need}, got a {type(wrong[0]).__name__}")
     if teacher:
         return teacher_pairs(train)  # type: ignore[arg-type]
