@@ -419,3 +419,23 @@ def test_calibrate_fits_probabilities_on_held_out_queries_and_ranking_carries_th
     assert all(h.probability >= cut for h in keep_probable(ranking, cut).hits) and len(keep_probable(ranking, cut)) < 5
     with pytest.raises(InvalidArgumentError, match="needs calibrated probabilities"):
         keep_probable(CrossEncoderReranker(str(tiny_cross_encoder_path), cache=False).rank("q", hits), 0.5)
+
+
+def test_a_model_folder_is_replaced_whole_or_not_at_all(tmp_path):
+    """winnow.storage.replacing_folder, which every trainer and `ship` save through: the new folder takes the
+    old one's place on success; an error inside leaves the old folder as it was; no temporary folder stays."""
+    from winnow.storage import replacing_folder
+
+    target = tmp_path / "model"
+    with replacing_folder(target) as tmp:
+        (tmp / "weights").write_text("v1")
+    assert (target / "weights").read_text() == "v1"
+    with pytest.raises(RuntimeError, match="crash while saving"):
+        with replacing_folder(target) as tmp:
+            (tmp / "weights").write_text("half")
+            raise RuntimeError("crash while saving")
+    assert (target / "weights").read_text() == "v1"
+    with replacing_folder(target) as tmp:
+        (tmp / "other").write_text("v2")
+    assert sorted(p.name for p in target.iterdir()) == ["other"]  # the old folder's files do not linger
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]

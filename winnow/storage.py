@@ -62,6 +62,30 @@ def replacing(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+@contextmanager
+def replacing_folder(path: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path``; when the block succeeds it takes ``path``'s place
+    (an existing folder there is moved aside first, then removed), so a crash leaves the old folder or the
+    new one, whole. On an error the temporary folder is removed and ``path`` is untouched."""
+    import shutil
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the folder is as readable as any other output
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        if path.exists():
+            os.rename(path, old)
+        os.rename(tmp, path)
+        fsync_dir(path.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already when the block succeeded
+
+
 def atomic_write_bytes(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     """Call ``write(file)`` on a binary temporary file beside ``path``, then rename it into place."""
     with replacing(path) as tmp, open(tmp, "wb") as f:

@@ -402,19 +402,12 @@ def _load_optimizer(optimizer, folder: Path) -> None:
 
 def _save_model_atomically(module, tokenizer, mcfg, model_dir: Path, info: Mapping[str, Any]) -> None:
     from winnow.encode.colbert import save_model
-    from winnow.storage import write_json_atomic, write_text_atomic
+    from winnow.storage import replacing_folder, write_json_atomic, write_text_atomic
 
-    tmp = model_dir.with_name(model_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_model(module, tokenizer, mcfg, tmp)
-    write_json_atomic(tmp / "training.json", dict(info))
-    write_text_atomic(tmp / "README.md", _card(info))
-    old = model_dir.with_name(model_dir.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if model_dir.exists():
-        model_dir.rename(old)
-    tmp.rename(model_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    with replacing_folder(model_dir) as tmp:
+        save_model(module, tokenizer, mcfg, tmp)
+        write_json_atomic(tmp / "training.json", dict(info))
+        write_text_atomic(tmp / "README.md", _card(info))
 
 
 def _card(info: Mapping[str, Any]) -> str:

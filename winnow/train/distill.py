@@ -15,7 +15,6 @@ loads), with ``training.json`` and ``README.md``.
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from enum import Enum
@@ -134,7 +133,7 @@ def train_bi_encoder(
     from transformers import set_seed
 
     from winnow.models.resolve import resolve_model
-    from winnow.storage import write_json_atomic, write_text_atomic
+    from winnow.storage import replacing_folder, write_json_atomic, write_text_atomic
     from winnow.train.card import describe_hardware, hardware_line, versions
     from winnow.train.precision import resolve_precision
     from winnow.train.trainer import last_checkpoint
@@ -192,9 +191,6 @@ def train_bi_encoder(
     dev_after = _dev(model, dev, config.eval_depth)
 
     model_dir = output_dir / "model"
-    tmp = model_dir.with_name(model_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save(str(tmp))
     hw = describe_hardware()
     info = {
         "name": "winnow bi-encoder (distilled)", **(dict(card) if card else {}),
@@ -205,14 +201,10 @@ def train_bi_encoder(
         "hardware": hw, "hardware_line": hardware_line(hw), "versions": versions(),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    write_json_atomic(tmp / "training.json", info)
-    write_text_atomic(tmp / "README.md", _card(info))
-    old = model_dir.with_name(model_dir.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if model_dir.exists():
-        model_dir.rename(old)
-    tmp.rename(model_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    with replacing_folder(model_dir) as tmp:
+        model.save(str(tmp))
+        write_json_atomic(tmp / "training.json", info)
+        write_text_atomic(tmp / "README.md", _card(info))
     return BiEncoderDistillResult(model_dir, steps, n_rows, seconds, losses, dev_before or {}, dev_after or {})
 
 

@@ -17,9 +17,7 @@ The folder is written beside the target and renamed into place.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -75,7 +73,7 @@ def ship_reranker(
     from winnow.models.catalog import measure_reranker
     from winnow.models.resolve import ResolvedModel
     from winnow.rerank.cross_encoder import CrossEncoderReranker
-    from winnow.storage import write_json_atomic
+    from winnow.storage import replacing_folder, write_json_atomic
     from winnow.train.card import evaluation_entry, write_card
     from winnow.train.data import trained_model_folder
 
@@ -84,9 +82,7 @@ def ship_reranker(
     if evaluation and not (source / "training.json").is_file():
         raise InvalidArgumentError(f"{str(source)!r} has no training.json: test results go into a winnow-trained model's card")
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with replacing_folder(target) as tmp:
         fp32 = exported_model(ResolvedModel(str(source), source.resolve(), "local"), "score", "onnx")
         quantize(fp32.path, tmp / "model.onnx", FALLBACK_QUANTIZATION)
         for name in COPIED:
@@ -116,13 +112,6 @@ def ship_reranker(
             info = json.loads((tmp / "training.json").read_text(encoding="utf-8"))
             info["shipped"]["speed"] = measure_reranker(tmp).to_json()
             write_card(tmp, info)
-        os.chmod(tmp, 0o755)
-        if target.exists():
-            shutil.rmtree(target)
-        os.rename(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
     return ShippedModel(target, size, diffs, same)
 

@@ -6,9 +6,7 @@ pairs the same way. Written beside the target and renamed into place."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,16 +32,14 @@ def ship_colbert(model_dir: str | Path, target: str | Path) -> ShippedColBERT:
     from winnow.models.backends import FALLBACK_QUANTIZATION
     from winnow.models.export import exported_model, quantize
     from winnow.models.resolve import ResolvedModel
-    from winnow.storage import write_json_atomic
+    from winnow.storage import replacing_folder, write_json_atomic
     from winnow.train.ship import CHECK_PAIRS
 
     source = Path(model_dir)
     if not (source / CONFIG_FILE).is_file() or not (source / "model.safetensors").is_file():
         raise InvalidArgumentError(f"{str(model_dir)!r} is not a trained ColBERT folder (colbert.json and model.safetensors); give <run>/model")
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with replacing_folder(target) as tmp:
         fp32 = exported_model(ResolvedModel(str(source), source.resolve(), "local"), "embed", "onnx")
         quantize(fp32.path, tmp / "model.onnx", FALLBACK_QUANTIZATION)
         for name in COPIED:
@@ -68,12 +64,5 @@ def ship_colbert(model_dir: str | Path, target: str | Path) -> ShippedColBERT:
         manifest["check"] = {"texts": len(CHECK_PAIRS) + len(queries), "min_token_cosine_vs_torch": round(min(cosines), 5),
                              "same_order": same}
         write_json_atomic(tmp / ONNX_MANIFEST, manifest)
-        os.chmod(tmp, 0o755)
-        if target.exists():
-            shutil.rmtree(target)
-        os.rename(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
     return ShippedColBERT(target, size, min(cosines), same)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -341,16 +340,9 @@ def _steps_per_epoch(n_rows: int, batch_size: int) -> int:
 
 def _save_atomically(model, model_dir: Path, fusion: Mapping[str, Any] | None) -> None:
     """Save into a temp folder, then swap it in: a crash leaves the old model or the new one, whole."""
-    from winnow.storage import write_json_atomic
+    from winnow.storage import replacing_folder, write_json_atomic
 
-    tmp = model_dir.with_name(model_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    if fusion is not None:
-        write_json_atomic(tmp / "fusion.json", dict(fusion))
-    old = model_dir.with_name(model_dir.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if model_dir.exists():
-        model_dir.rename(old)
-    tmp.rename(model_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    with replacing_folder(model_dir) as tmp:
+        model.save_pretrained(str(tmp))
+        if fusion is not None:
+            write_json_atomic(tmp / "fusion.json", dict(fusion))
