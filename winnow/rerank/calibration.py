@@ -278,9 +278,9 @@ def first_stage_calibrator(stage: FirstStage, *, bi_encoder: str | None = None, 
     searches without a reranker. It was fitted on scores of the default bi-encoder (dense and hybrid lists
     mined with it), so a collection built with another (``bi_encoder``) gets a typed error, not wrong numbers.
     BM25 scores also depend on the corpus (its statistics): the BM25 calibrator is the training sources'."""
-    from winnow.models.resolve import DEFAULT_BI_ENCODER, default_reranker, resolve_model
+    from winnow.models.resolve import DEFAULT_BI_ENCODER, default_reranker
 
-    table = _table(str(resolve_model(model or default_reranker()).path))
+    table = _model_table(model or default_reranker())
     calibrator = table.for_stage(stage) if table is not None else None
     if calibrator is None:
         raise InvalidArgumentError(
@@ -295,12 +295,16 @@ def first_stage_calibrator(stage: FirstStage, *, bi_encoder: str | None = None, 
 
 
 @functools.lru_cache(maxsize=8)
-def _table(folder: str) -> CalibrationTable | None:
-    """A model folder's calibration table, read once per process (searches ask for it per query)."""
-    return CalibrationTable.from_model_dir(folder)
+def _model_table(model: str) -> CalibrationTable | None:
+    """A model's calibration table, resolved and read once per process (searches ask for it per query)."""
+    from winnow.models.resolve import resolve_model
+
+    return CalibrationTable.from_model_dir(resolve_model(model).path)
 
 
+@functools.lru_cache(maxsize=32)
 def _same_model(a: str, b: str) -> bool:
+    """Whether two model names resolve to one folder (cached: the server asks on every first-stage search)."""
     from winnow.errors import ModelNotFoundError
     from winnow.models.resolve import resolve_model
 

@@ -54,6 +54,14 @@ def _card(args, words: tuple[str, ...]) -> dict:
             "teacher": args.teacher or "winnow-reranker-minilm-l6-v2"}
 
 
+def _print_result(result) -> None:
+    """The model folder, steps and time, and dev nDCG@10 before and after (ColBERT and bi-encoder runs)."""
+    print(f"model: {result.model_dir} ({result.steps} steps, {result.seconds:.0f} s)")
+    for label, d in (("before", result.dev_before), ("after", result.dev_after)):
+        if d:
+            print(f"  dev nDCG@10 {label}: {d['model_ndcg@10']:.4f} (first stage {d['first_stage_ndcg@10']:.4f}, {d['queries']} queries)")
+
+
 def cmd_train_colbert(args) -> int:
     from winnow.train.cli import config_from_args
     from winnow.train.colbert import ColBERTTrainConfig, last_checkpoint, train_colbert
@@ -62,10 +70,7 @@ def cmd_train_colbert(args) -> int:
     scored, dev = _distill_data(args, config.negatives, last_checkpoint)
     result = train_colbert(scored, args.output, config, dev=dev, resume=args.resume, progress=not args.quiet,
                            card=_card(args, ("train", "colbert")))
-    print(f"model: {result.model_dir} ({result.steps} steps, {result.seconds:.0f} s)")
-    for label, d in (("before", result.dev_before), ("after", result.dev_after)):
-        if d:
-            print(f"  dev nDCG@10 {label}: {d['model_ndcg@10']:.4f} (first stage {d['first_stage_ndcg@10']:.4f}, {d['queries']} queries)")
+    _print_result(result)
     return 0
 
 
@@ -81,10 +86,7 @@ def cmd_train_bi_encoder(args) -> int:
     print(f"teacher filter (margin {args.teacher_margin}): {len(kept)} of {len(scored)} queries keep a negative", file=sys.stderr)
     result = train_bi_encoder(kept, args.output, config, dev=dev, resume=args.resume, progress=not args.quiet,
                               card=_card(args, ("train", "bi-encoder")))
-    print(f"model: {result.model_dir} ({result.steps} steps, {result.seconds:.0f} s)")
-    for label, d in (("before", result.dev_before), ("after", result.dev_after)):
-        if d:
-            print(f"  dev nDCG@10 {label}: {d['model_ndcg@10']:.4f} (first stage {d['first_stage_ndcg@10']:.4f}, {d['queries']} queries)")
+    _print_result(result)
     return 0
 
 
