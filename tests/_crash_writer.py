@@ -41,6 +41,8 @@ def _writer(home: str, name: str, batch: str | None, flags: str, action: str = "
     flag_dir = Path(flags)
     col = Collection.open(name, home=home)
     col.encoder.encode_query("warm up")  # load the model before the kill window opens
+    if col.late_settings is not None:  # and the ColBERT model of a collection with late interaction
+        col.late_encoder.encode_queries(["warm up"])
     col.chunker
     docs = [Document(**d) for d in json.loads(Path(batch).read_text(encoding="utf-8"))] if batch else []
     (flag_dir / "ready").touch()

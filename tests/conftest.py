@@ -7,6 +7,8 @@
   and chunking. Shared and READ-ONLY: tests that write build their own collection.
 - ``demo_documents``: the documents of the demo corpus, in file order.
 - ``shared_data_dir``: ``<repo>/../shared/data`` (BEIR sets, training pairs); skips when absent.
+- ``colbert_model_path``: an untrained ColBERT folder (the bundled weights and a fresh orthogonal 96-dim
+  projection, seed 0), saved once: real token vectors of arbitrary quality, for late-interaction mechanics.
 
 Everything is written under pytest's ``tmp_path_factory``: ``WINNOW_HOME`` and ``WINNOW_CACHE_DIR`` point
 there for the whole session (autouse ``isolated_winnow_dirs``).
@@ -68,6 +70,20 @@ def tiny_cross_encoder_path(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     model = CrossEncoder(str(resolve_model(BUNDLED_MODEL).path), num_labels=1, local_files_only=True)
     model.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def colbert_model_path(tmp_path_factory) -> Path:
+    from transformers import AutoTokenizer
+
+    from winnow.encode.colbert import ColBERTConfig, build_module, save_model
+    from winnow.models.resolve import resolve_model
+
+    base = resolve_model(BUNDLED_MODEL).path
+    config = ColBERTConfig(query_length=16, document_length=64)
+    path = tmp_path_factory.mktemp("models") / "untrained-colbert"
+    save_model(build_module(base, config, seed=0), AutoTokenizer.from_pretrained(str(base), local_files_only=True), config, path)
     return path
 
 

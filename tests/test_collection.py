@@ -476,6 +476,8 @@ def kill_writer(crash_server, batch_file: Path | None, home: Path, flags: Path, 
     done = lambda: (flags / "done").exists()  # noqa: E731
     if point == "sqlite-commit":
         _wait_for(lambda: _wal_size(path) > wal or done(), 120, "the SQLite commit", log)
+    elif point == "codebook":  # late interaction's first write: its codebook is in place, the segment not yet
+        _wait_for(lambda: (path / f"codebook-{gen}").exists() or done(), 120, f"codebook-{gen}", log)
     elif point == "index-files":
         _wait_for(lambda: (path / "segments" / f".seg-{gen}.tmp").exists() or done(), 120, f"segments/.seg-{gen}.tmp", log)
     elif point == "index-renamed":
@@ -573,3 +575,50 @@ def test_a_writer_killed_mid_merge_loses_nothing(point, crash_server, merge_setu
         for (q, m), want in merge_setup["expected"].items():
             assert_same_ranking(col.search(q, method=m, top_k=len(col)), want)
     print(f"merge kill point {point}: delay {delay:.3f} s, finished: {finished}, merged: {merged}")
+
+
+LATE_KILL_POINTS = ["early", "codebook", "index-files", "index-renamed", "random", "after-commit"]
+
+
+@pytest.fixture(scope="module")
+def late_crash_setup(tmp_path_factory, demo_documents, colbert_model_path):
+    """An empty collection with late interaction (its first write trains the codebook), the batch, and what a
+    finished write answers: every document's stored-vector MaxSim and the late first stage's ranking."""
+    root = tmp_path_factory.mktemp("late-crash")
+    Collection.create("late", home=root / "home", late_interaction=str(colbert_model_path), compression="float16").close()
+    batch = demo_documents[:20]
+    batch_file = root / "batch.json"
+    batch_file.write_text(json.dumps([{"id": d.id, "text": d.text, "title": d.title, "metadata": dict(d.metadata)} for d in batch]))
+    ref = Collection.create("ref", home=root / "refs", late_interaction=str(colbert_model_path), compression="float16")
+    ref.add(batch)
+    expected = {q: _late_scores(ref, q) for q in CRASH_QUERIES}
+    ref.close()
+    return {"path": root / "home" / "late", "batch_file": batch_file, "docs": by_id(batch), "expected": expected}
+
+
+def _late_scores(col: Collection, query: str) -> dict[str, float]:
+    q = col.late_encoder.encode_queries([query])[0]
+    return col.late_view().score_documents(q, list(col.metadata_map))
+
+
+@pytest.mark.parametrize("point", LATE_KILL_POINTS)
+def test_a_late_interaction_writer_killed_mid_first_write_leaves_no_codebook_or_part_behind(
+    point, crash_server, late_crash_setup, tmp_path
+):
+    home = tmp_path / "home"
+    copy_collection(late_crash_setup["path"], home / "late")
+    delay, finished = kill_writer(crash_server, late_crash_setup["batch_file"], home, tmp_path / "flags", point,
+                                  name="late", gen=1)
+    with Collection.open("late", home=home) as col:
+        assert stale_files(col.path, col.manifest) == []
+        codebooks = sorted(p.name for p in col.path.iterdir() if p.name.startswith("codebook-"))
+        if col.generation == 0:
+            assert len(col) == 0 and col.manifest["late_interaction"]["codebook"] is None and codebooks == []
+            assert point not in ("after-commit",)
+            col.add(list(late_crash_setup["docs"].values()))  # the same write again ends like a fresh build
+        assert col.get(sorted(late_crash_setup["docs"])) == late_crash_setup["docs"]
+        assert sorted(p.name for p in col.path.iterdir() if p.name.startswith("codebook-")) == [col.manifest["late_interaction"]["codebook"]]
+        for q, want in late_crash_setup["expected"].items():
+            got = _late_scores(col, q)
+            assert got.keys() == want.keys() and max(abs(got[d] - want[d]) for d in want) < 1e-4
+    print(f"late kill point {point}: delay {delay:.3f} s, finished: {finished}")

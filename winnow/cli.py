@@ -40,11 +40,12 @@ def cmd_index(args) -> int:
         on_ray = ray_encoder_for(args.ray, home=_home(args), collection=args.collection, backend=args.backend)
     with on_ray as encoder_for, Collection.open_or_create(
         args.collection, home=_home(args), model=args.model, window=args.window, overlap=args.overlap,
-        encoder_for=encoder_for, store=args.store,
+        encoder_for=encoder_for, store=args.store, late_interaction=args.late_interaction, compression=args.compression,
     ) as col:
         if args.store is not None and col.info().store != args.store.split(":", 1)[0]:
             raise WinnowError(f"collection {args.collection!r} already exists with its first stage in "
                               f"{col.info().store!r}; --store applies to new collections only")
+        _check_late_matches(col, args.late_interaction, args.compression)
         report = col.use_backend(args.backend).add(
             docs, upsert=not args.no_upsert, progress=not args.quiet, max_chars=args.max_document_chars
         )
@@ -60,12 +61,32 @@ def cmd_index(args) -> int:
     return 0
 
 
+def _check_late_matches(col, model: str | None, compression: str | None) -> None:
+    """An existing collection given --late-interaction/--compression must already keep those token vectors."""
+    if model is None and compression is None:
+        return
+    from winnow.collection_files import same_model
+
+    have = col.late_settings
+    if have is None:
+        raise WinnowError(f"collection {col.name!r} was created without late interaction; --late-interaction applies to "
+                          f"new collections: index into a new one (--collection NEW --late-interaction MODEL)")
+    if model is not None and not same_model({"name": have.model, "fingerprint": have.fingerprint}, model):
+        raise WinnowError(f"collection {col.name!r} keeps token vectors of {have.model!r}, not {model!r}; "
+                          f"index into a new collection for {model!r}")
+    if compression is not None and have.compression.value != compression:
+        raise WinnowError(f"collection {col.name!r} stores token vectors as {have.compression.value}, not {compression}; "
+                          f"--compression applies to new collections")
+
+
 # -- search --------------------------------------------------------------------------------------
 def cmd_search(args) -> int:
     from winnow.collection import Collection
     from winnow.rerank.options import budget_from_args
 
     reranker = None
+    if args.late_rerank and (args.rerank is not None or args.cascade):
+        raise WinnowError("--late-rerank reranks by the collection's stored token vectors: leave out --rerank and --cascade")
     if args.rerank is not None:
         from winnow.models.resolve import default_reranker
         from winnow.rerank.cross_encoder import CrossEncoderReranker
@@ -84,6 +105,8 @@ def cmd_search(args) -> int:
         raise WinnowError("--max-windows, --budget-ms and --cascade set how the reranker reads: add --rerank")
     with Collection.open(args.collection, home=_home(args)) as col:
         col.use_backend(args.backend)
+        if args.late_rerank:
+            reranker = col.late_reranker()
         load_ms = _load_models(col, args.method, reranker)
         asked = args.probabilities or args.min_probability is not None
         ranking = col.search(
@@ -244,6 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--store", default=None, metavar="STORE",
                    help="where a new collection's first stage lives: local segments (default), milvus-lite:PATH "
                    "(embedded Milvus in one file) or milvus://HOST:PORT (a Milvus server)")
+    s.add_argument("--late-interaction", metavar="MODEL", default=None,
+                   help="a new collection also keeps every chunk's ColBERT token vectors from MODEL (winnow train colbert; "
+                   "a folder or shipped name), for --method late and --late-rerank (docs/late-interaction.md)")
+    s.add_argument("--compression", choices=["residual-2", "residual-4", "int8", "float16"], default=None,
+                   help="with --late-interaction: how token vectors are stored (default residual-2: 26 bytes a token at 96 dims)")
     s.add_argument("--no-upsert", action="store_true",
                    help="refuse documents whose id is already in the collection (default: replace them, and say so)")
     s.add_argument("--max-document-chars", type=int, default=MAX_DOCUMENT_CHARS,
@@ -258,11 +286,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = command("search", help="search a collection, optionally reranking the first stage's candidates")
     s.add_argument("collection", metavar="NAME", help="collection to search")
     s.add_argument("query", help="the query text")
-    s.add_argument("--method", choices=["bm25", "dense", "hybrid"], default="hybrid",
-                   help="first stage: BM25, dense (bi-encoder), or both fused by reciprocal rank")
+    s.add_argument("--method", choices=["bm25", "dense", "hybrid", "late"], default="hybrid",
+                   help="first stage: BM25, dense (bi-encoder), both fused by reciprocal rank, or late: MaxSim over "
+                   "the stored ColBERT token vectors (collections indexed with --late-interaction)")
     s.add_argument("--rerank", metavar="MODEL", nargs="?", const="",
                    help="rerank with this cross-encoder (name, id or path); --rerank alone: winnow's default "
                    "reranker; omit for the first stage only")
+    s.add_argument("--late-rerank", action="store_true",
+                   help="rerank by exact MaxSim over the collection's stored token vectors (collections indexed with "
+                   "--late-interaction; only the query is encoded)")
     s.add_argument("--depth", type=int, default=100, help="candidates the reranker reads")
     s.add_argument("--top-k", type=int, default=10, help="hits to show")
     s.add_argument("--max-length", type=int, default=None, help="reranker tokens per pair (default: the model's)")

@@ -65,7 +65,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-METHODS = ("bm25", "dense", "hybrid")
+METHODS = ("bm25", "dense", "hybrid", "late")  # late: MaxSim over stored token vectors (collections with late interaction)
 DENSE_INDEXES = ("auto", "exact", "hnsw")
 
 
@@ -128,13 +128,24 @@ class Collection(ReadSnapshot, WritePath, MergePath):
         overlap: int = 32,
         hnsw_min_rows: int = EXACT_BELOW,
         store: str | None = None,
+        late_interaction: str | None = None,
+        compression: str | None = None,
     ) -> "Collection":
         """``hnsw_min_rows``: segments of at least this many chunks get an HNSW graph (dense "auto"
         walks it); smaller ones are searched exactly. ``store``: where the first stage lives: local
-        segments (default), ``milvus-lite:PATH`` or ``milvus://HOST:PORT`` (:mod:`winnow.index.milvus`)."""
-        from winnow.index.milvus import StoreSpec
+        segments (default), ``milvus-lite:PATH`` or ``milvus://HOST:PORT`` (:mod:`winnow.index.milvus`).
+        ``late_interaction``: a ColBERT model (``winnow train colbert``; a folder or a shipped name) whose
+        token vectors every chunk keeps, compressed as ``compression`` (default residual-2), for the
+        ``late`` first stage and :meth:`late_reranker` (:mod:`winnow.index.late`)."""
+        from winnow.index.milvus import StoreKind, StoreSpec
 
         spec = StoreSpec.parse(store)
+        late = _late_settings(late_interaction, compression)
+        if late is not None and spec.kind is not StoreKind.LOCAL:
+            raise InvalidArgumentError(
+                f"late interaction keeps token vectors in local segments; a collection in {spec.kind.value} cannot have them "
+                f"(leave out --late-interaction, or --store)"
+            )
         home = Path(home) if home is not None else default_home()
         if isinstance(hnsw_min_rows, bool) or not isinstance(hnsw_min_rows, int) or hnsw_min_rows < 1:
             raise InvalidArgumentError(f"hnsw_min_rows must be an integer >= 1, got {hnsw_min_rows!r}")
@@ -160,6 +171,7 @@ class Collection(ReadSnapshot, WritePath, MergePath):
             "counts": {"documents": 0, "chunks": 0},
             "segments": [],
             "tombstones": None,
+            **({"late_interaction": late.to_json()} if late is not None else {}),
             "created": now,
             "updated": now,
         }
@@ -253,6 +265,7 @@ class Collection(ReadSnapshot, WritePath, MergePath):
 
     # -- models --------------------------------------------------------------------------------
     backend: str = "auto"  # the bi-encoder's backend (see use_backend); never recorded in the collection
+    _codebook: tuple | None = None  # (name, Codebook) of the late-interaction codebook, once loaded
 
     def use_backend(self, backend: str) -> "Collection":
         """Encode with ``backend`` (auto, torch, onnx, onnx-int8) from now on. All give near-identical
@@ -268,6 +281,29 @@ class Collection(ReadSnapshot, WritePath, MergePath):
         if self._encoder_for is not None:
             return self._encoder_for(self.model_name)
         return default_encoder(self.path, self.model_name, self.backend)
+
+    @property
+    def late_settings(self):
+        """The collection's late-interaction settings (:class:`~winnow.index.late.LateSettings`), or None."""
+        from winnow.index.late import LateSettings
+
+        return LateSettings.from_manifest(self.manifest)
+
+    @cached_property
+    def late_encoder(self):
+        """The ColBERT encoder the collection's token vectors come from (a typed error without late interaction)."""
+        from winnow.encode.colbert import ColBERTEncoder
+
+        return ColBERTEncoder(self._require_late().model)
+
+    def _require_late(self):
+        settings = self.late_settings
+        if settings is None:
+            raise InvalidArgumentError(
+                f"collection {self.name!r} keeps no token vectors: the late first stage and late reranker need a "
+                f"collection created with late interaction (winnow index PATH --collection NEW --late-interaction MODEL)"
+            )
+        return settings
 
     @cached_property
     def chunker(self):
@@ -303,7 +339,8 @@ class Collection(ReadSnapshot, WritePath, MergePath):
     def retriever(
         self, method: str = "hybrid", *, dense_index: str = "auto", fusion: str = "rrf", filter: dict | None = None
     ):
-        """The first stage for ``method`` (bm25, dense or hybrid) over this collection.
+        """The first stage for ``method`` (bm25, dense, hybrid, or late: PLAID-style candidates from the stored
+        token vectors' centroids, scored by exact MaxSim) over this collection.
 
         With ``filter`` (metadata conditions, see :mod:`winnow.retrieve.filters`) every leg returns only
         matching documents, filtered before its top-k."""
@@ -329,6 +366,10 @@ class Collection(ReadSnapshot, WritePath, MergePath):
             from winnow.retrieve.filters import check_filter
 
             where = check_filter(filter)
+        if method == "late":
+            from winnow.retrieve.late import LateRetriever
+
+            return LateRetriever(self.late_encoder, self.late_view(allowed), keymap, n_docs=n_docs, allowed=allowed)
         lexical = BM25Retriever(segments.lexical(allowed, where), keymap, n_docs=n_docs, allowed=allowed)
         if method == "bm25":
             return lexical
@@ -375,6 +416,43 @@ class Collection(ReadSnapshot, WritePath, MergePath):
         )
         return pipeline.search(query)
 
+    def late_reranker(self, *, use_mix: bool = True):
+        """A reranker of any first stage's candidates by exact MaxSim over this collection's stored token
+        vectors (nothing re-encoded but the query); a document scores its best live chunk. Where the ColBERT
+        model ships a fitted mix (``fusion.json``) it orders by the mix with the first stage, as trained
+        rerankers do; ``use_mix=False``: MaxSim alone."""
+        from winnow.rerank.colbert import StoredMaxSimReranker
+
+        self._require_late()
+        return StoredMaxSimReranker(self, use_mix=use_mix)
+
+    def late_view(self, allowed: frozenset[str] | None = None):
+        """The generation's token-vector parts with their live (and allowed) rows."""
+        from winnow.index.late import LateView
+
+        segments = self.segment_set
+        return LateView(segments, segments.masks(allowed), self.late_codebook())
+
+    def late_codebook(self):
+        """The codebook the collection's token vectors are coded against (loaded once)."""
+        from winnow.index.residual import Codebook
+
+        name = self._require_late().codebook
+        if name is None:
+            raise InvalidArgumentError(f"collection {self.name!r} holds no documents yet: add some before a late search")
+        if self._codebook is None or self._codebook[0] != name:
+            self._codebook = (name, Codebook.load(self.path / name))
+        return self._codebook[1]
+
+    def _late_codec(self):
+        """The codec later segments are written with (None without late interaction or before the first write)."""
+        from winnow.index.late import LateCodec
+
+        settings = self.late_settings
+        if settings is None or settings.codebook is None:
+            return None
+        return LateCodec(self.late_codebook(), settings.compression)
+
     def first_stage_calibrator(self, method: str):
         """The shipped calibrator of ``method``'s scores (from the default reranker's ``calibration.json``),
         for first-stage-only searches; a typed error where there is none or it does not fit this collection."""
@@ -387,6 +465,23 @@ class Collection(ReadSnapshot, WritePath, MergePath):
             raise InvalidArgumentError(f"unknown method {method!r}; choose one of: {', '.join(s.value for s in FirstStage)}") from None
         return first_stage_calibrator(stage, bi_encoder=self.model_name)
 
+
+
+def _late_settings(model: str | None, compression: str | None):
+    """The manifest's late-interaction entry for a new collection (None without a model)."""
+    from winnow.index.late import DEFAULT_COMPRESSION, LateSettings
+    from winnow.index.residual import Compression
+
+    if model is None:
+        if compression is not None:
+            raise InvalidArgumentError("compression sets how late-interaction token vectors are stored: give a late_interaction model too")
+        return None
+    from winnow.encode.colbert import read_config
+
+    resolved = resolve_model(model)
+    read_config(resolved.path)  # a ColBERT folder, or a typed error saying what it is not
+    comp = Compression.parse(compression) if compression is not None else DEFAULT_COMPRESSION
+    return LateSettings(model_id(resolved), model_fingerprint(resolved.path), comp)
 
 
 def remote_name(name: str, salt: str) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from winnow.errors import CollectionDamagedError
+from winnow.errors import CollectionDamagedError, IncompatibleCollectionError
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,7 @@ def check_collection(path: Path) -> CheckReport:
             segments.append(seg)
         except (IncompatibleIndexError, OSError, ValueError) as exc:
             problems.append(f"segment {seg_name} cannot be read ({exc}); {repair}")
+    problems += _late_problems(Path(path), manifest, segments, repair)
     dead = manifest.get("tombstones")
     tombstones = np.zeros(0, np.int64)
     if dead:
@@ -169,8 +170,9 @@ def repair_collection(path: Path, *, backend: str = "auto", progress: bool = Fal
                     texts=[texts[c.key] for c in chunks],
                 )
                 hnsw_min_rows = int((manifest.get("index") or {}).get("hnsw_min_rows", EXACT_BELOW))
+                rows, codec = _with_token_vectors(path, manifest, rows, new_gen, progress)
                 segments.append(f"seg-{new_gen}")
-                write_segment(seg_dir, segments[0], rows, hnsw_min_rows=hnsw_min_rows)
+                write_segment(seg_dir, segments[0], rows, hnsw_min_rows=hnsw_min_rows, late=codec)
             manifest.update(
                 format_version=FORMAT_VERSION,
                 generation=new_gen,
@@ -188,6 +190,60 @@ def repair_collection(path: Path, *, backend: str = "auto", progress: bool = Fal
                                 time.perf_counter() - start)
         finally:
             store.close()
+
+
+def _late_problems(path: Path, manifest: dict, segments, repair: str) -> list[str]:
+    """With late interaction: the codebook loads and every segment's token-vector part opens, one row a chunk."""
+    from winnow.index.base import IncompatibleIndexError
+    from winnow.index.late import LateSettings
+    from winnow.index.residual import Codebook
+
+    try:
+        settings = LateSettings.from_manifest(manifest)
+    except IncompatibleCollectionError as exc:
+        return [f"{exc}; {repair}"]
+    if settings is None or settings.codebook is None:
+        return []
+    try:
+        codebook = Codebook.load(path / settings.codebook)
+    except (OSError, ValueError, KeyError, IncompatibleCollectionError) as exc:
+        return [f"late-interaction codebook {settings.codebook} cannot be read ({exc}); {repair}"]
+    problems = []
+    for seg in segments:
+        try:
+            part = seg.late_part(codebook)
+            part.offsets[-1], part.store[-1:]  # the arrays are whole
+        except (IncompatibleIndexError, IncompatibleCollectionError, OSError, ValueError, IndexError) as exc:
+            problems.append(f"segment {seg.name}'s token vectors cannot be read ({exc}); {repair}")
+    return problems
+
+
+def _with_token_vectors(path: Path, manifest: dict, rows, gen: int, progress: bool):
+    """With late interaction: the rows with every chunk's token vectors encoded again (a repair trusts no
+    stored part), coded against the collection's codebook where it still loads, else a new one (named in
+    ``manifest``). Without: the rows as they are and no codec."""
+    from dataclasses import replace
+
+    from winnow.encode.colbert import ColBERTEncoder
+    from winnow.index.late import LateCodec, LateSettings, train_collection_codebook, write_codebook
+    from winnow.index.multivector import compress
+    from winnow.index.residual import Codebook
+
+    settings = LateSettings.from_manifest(manifest)
+    if settings is None:
+        return rows, None
+    matrices = ColBERTEncoder(settings.model).encode_documents(list(rows.texts), progress=progress)
+    codebook = None
+    if settings.codebook is not None:
+        try:
+            codebook = Codebook.load(path / settings.codebook)
+        except (OSError, ValueError, KeyError, CollectionDamagedError):
+            codebook = None
+    if codebook is None or codebook.dim != matrices[0].shape[1]:
+        codebook = train_collection_codebook(matrices, settings.compression)
+        settings = replace(settings, codebook=write_codebook(path, gen, codebook))
+    manifest["late_interaction"] = settings.to_json()
+    return replace(rows, late=compress(matrices, codebook, settings.compression)), LateCodec(codebook, settings.compression)
 
 
 def _latest_generation(path: Path, store) -> int:

@@ -7,6 +7,8 @@ A collection is a folder::
     store.sqlite     documents and chunks (see winnow.store), rows tagged by generation
     segments/seg-G/  immutable segments (winnow.index.segment), each written by generation G
     dead-N.npy       the keys of generation N's dead chunks (tombstones), where there are any
+    codebook-G/      with late interaction: the token vectors' codebook, trained by generation G's write
+                     (winnow.index.late)
 
 A write adds one new segment (and a new tombstone file) beside the committed files and then replaces
 ``manifest.json`` in one atomic rename: that rename is the commit. A process killed at any moment
@@ -89,8 +91,10 @@ def remove_stale(folder: Path, manifest: dict) -> None:
 def stale_files(folder: Path, manifest: dict) -> list[Path]:
     """Files in a collection folder that its manifest does not name."""
     keep = set(manifest.get("segments") or ())
+    codebook = (manifest.get("late_interaction") or {}).get("codebook")
     out = [p for p in folder.iterdir() if p.name.endswith(".tmp") or p.name.startswith("gen-")
-           or (p.name.startswith("dead-") and p.name != manifest.get("tombstones"))]
+           or (p.name.startswith("dead-") and p.name != manifest.get("tombstones"))
+           or (p.name.startswith("codebook-") and p.name != codebook)]
     seg_dir = folder / SEGMENTS
     if seg_dir.is_dir():
         out += [p for p in seg_dir.iterdir() if p.name not in keep]
@@ -98,7 +102,7 @@ def stale_files(folder: Path, manifest: dict) -> list[Path]:
 
 
 REQUIRED = ("format_version", "model", "chunking", "generation", "counts")
-SETTINGS = ("name", "model", "chunking", "index", "store", "created")  # what the store keeps for a repair
+SETTINGS = ("name", "model", "chunking", "index", "store", "late_interaction", "created")  # what the store keeps for a repair
 
 
 def read_manifest(folder: Path) -> dict:

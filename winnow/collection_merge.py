@@ -119,10 +119,11 @@ class MergePath:
         picked = [segments[n] for n in names]
         tombstones = self._tombstones()
         parts = [(seg, ~np.isin(seg.keys, tombstones.keys)) for seg in picked]
-        rows, postings = merged_rows(parts)
+        codec = self._late_codec()
+        rows, postings = merged_rows(parts, late=codec)
         gen = self.generation + 1
         order = list(segments)
-        merged = self._write_segment(gen, rows, postings) if rows.keys.size else None
+        merged = self._write_segment(gen, rows, postings, late=codec) if rows.keys.size else None
         at = min(order.index(n) for n in names)
         kept = [n for n in order if n not in names]
         new_order = kept[:at] + ([merged] if merged else []) + kept[at:]

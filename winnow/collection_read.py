@@ -34,9 +34,12 @@ class ReadSnapshot:
         return self
 
     def warm_up(self, method: str = "hybrid") -> "ReadSnapshot":
-        """:meth:`load`, and load the bi-encoder where ``method`` encodes queries (not for bm25)."""
+        """:meth:`load`, and load the encoder ``method`` encodes queries with (bm25: none; late: ColBERT's)."""
         self.load()
-        if method != "bm25":
+        if method == "late":
+            self.late_view()
+            self.late_encoder.encode_queries(["load the late-interaction encoder now"])
+        elif method != "bm25":
             self.encoder.encode_queries(["load the bi-encoder now"])
         return self
 

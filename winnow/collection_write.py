@@ -88,6 +88,7 @@ class WritePath:
                 vectors = np.zeros((0, self.manifest.get("dim") or 0), dtype=np.float32)
             updated = sum(1 for d in changed if d.id in known)
             new_gen = gen + 1
+            late_tokens, codec, late_entry = self._encode_tokens(chunks, new_gen, progress)
             retired = self.store.live_chunk_keys(gen, [d.id for d in changed if d.id in known] + deleting)
             keys = self.store.write_generation(new_gen, changed, chunks, deleting)
             segments = list(self.manifest.get("segments") or ())
@@ -98,13 +99,14 @@ class WritePath:
                     chunk_idx=np.asarray([c.index for c in chunks], dtype=np.int32),
                     vectors=vectors,
                     texts=[c.content for c in chunks],
+                    late=late_tokens,
                 )
                 if self.remote is not None:
                     metadata = {d.id: dict(d.metadata) for d in changed}
                     self.remote.insert(new_gen, rows.keys, rows.doc_ids, rows.chunk_idx, vectors, rows.texts,
                                        [metadata[d] for d in rows.doc_ids])
                 else:
-                    segments.append(self._write_segment(new_gen, rows))
+                    segments.append(self._write_segment(new_gen, rows, late=codec))
             # a remote store deleted the rows of earlier tombstones after their commits (see _commit)
             tombstones = Tombstones.of(retired) if self.remote is not None else self._tombstones().union(retired)
             counts = self.manifest["counts"]
@@ -117,6 +119,7 @@ class WritePath:
                     "chunks": counts["chunks"] + len(chunks) - len(retired),
                 },
                 dim=int(vectors.shape[1]) if len(vectors) else self.manifest.get("dim"),
+                late=late_entry,
             )
             report = WriteReport(
                 added=len(changed) - updated,
@@ -131,11 +134,34 @@ class WritePath:
             self._merge_by_policy()  # after the commit: the write is durable whatever a merge does
             return report
 
-    def _write_segment(self, gen: int, rows: "SegmentRows", postings=None) -> str:
-        """Write segment ``seg-<gen>`` beside the committed files (named in the manifest at commit)."""
+    def _write_segment(self, gen: int, rows: "SegmentRows", postings=None, *, late=None) -> str:
+        """Write segment ``seg-<gen>`` beside the committed files (named in the manifest at commit); ``late``:
+        the codec of the rows' token vectors (``rows.late``), where the collection keeps them."""
         name = f"seg-{gen}"
-        write_segment(self.path / SEGMENTS, name, rows, postings=postings, hnsw_min_rows=self.hnsw_min_rows)
+        write_segment(self.path / SEGMENTS, name, rows, postings=postings, hnsw_min_rows=self.hnsw_min_rows, late=late)
         return name
+
+    def _encode_tokens(self, chunks, gen: int, progress: bool):
+        """Where the collection keeps late-interaction token vectors: the chunks' vectors compressed, the
+        codec, and the manifest entry to commit when this write trains the codebook (the first write with
+        chunks: it is written now as ``codebook-<gen>`` and named by the commit). (None, None, None) otherwise."""
+        from dataclasses import replace
+
+        from winnow.index.late import LateCodec, train_collection_codebook, write_codebook
+        from winnow.index.multivector import compress
+
+        settings = self.late_settings
+        if settings is None or not chunks:
+            return None, None, None
+        matrices = self.late_encoder.encode_documents([c.content for c in chunks], progress=progress)
+        entry = None
+        if settings.codebook is None:
+            codebook = train_collection_codebook(matrices, settings.compression)
+            entry = replace(settings, codebook=write_codebook(self.path, gen, codebook)).to_json()
+        else:
+            codebook = self.late_codebook()
+        codec = LateCodec(codebook, settings.compression)
+        return compress(matrices, codebook, settings.compression), codec, entry
 
     def _tombstones(self):
         name = self.manifest.get("tombstones")
@@ -145,9 +171,10 @@ class WritePath:
     def hnsw_min_rows(self) -> int:
         return int(self.manifest.get("index", {}).get("hnsw_min_rows", EXACT_BELOW))
 
-    def _commit(self, gen: int, *, segments: list[str], tombstones, counts: dict, dim) -> None:
+    def _commit(self, gen: int, *, segments: list[str], tombstones, counts: dict, dim, late: dict | None = None) -> None:
         """Write generation ``gen``'s tombstones, then its manifest (the commit point); then drop the files
-        no manifest names any more and the store rows no generation from ``gen`` on can see."""
+        no manifest names any more and the store rows no generation from ``gen`` on can see. ``late``: a new
+        late-interaction entry (the first write names its codebook)."""
         dead_name = None
         if len(tombstones):
             dead_name = f"dead-{gen}.npy"
@@ -162,6 +189,8 @@ class WritePath:
             counts={**counts, "tombstones": len(tombstones)},
             updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         )
+        if late is not None:
+            manifest["late_interaction"] = late
         write_json_atomic(self.path / MANIFEST, manifest, sort_keys=True)  # the commit point
         self.manifest = manifest
         self._forget_loaded()

@@ -211,8 +211,9 @@ class ColBERTEncoder:
     def encode_queries(self, queries: Sequence[str]) -> list[np.ndarray]:
         return self._encode(queries, tokenize_queries)
 
-    def encode_documents(self, texts: Sequence[str]) -> list[np.ndarray]:
-        return self._encode(texts, tokenize_documents)
+    def encode_documents(self, texts: Sequence[str], *, progress: bool = False) -> list[np.ndarray]:
+        """One (tokens, dim) float32 matrix a text (its real tokens, cut at the model's document length)."""
+        return self._encode(texts, tokenize_documents, progress=progress)
 
     def _vectors_torch(self, batch: TokenBatch) -> np.ndarray:
         import torch
@@ -222,12 +223,17 @@ class ColBERTEncoder:
         with torch.inference_mode():
             return self.module(torch.from_numpy(batch.input_ids), torch.from_numpy(batch.attention_mask)).float().numpy()
 
-    def _encode(self, texts: Sequence[str], tokenize) -> list[np.ndarray]:
+    def _encode(self, texts: Sequence[str], tokenize, *, progress: bool = False) -> list[np.ndarray]:
         texts = list(texts)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch
         out: list[np.ndarray | None] = [None] * len(texts)
         run = self._vectors_onnx if self.backend == "onnx" else self._vectors_torch
-        for start in range(0, len(order), self.batch_size):
+        starts = range(0, len(order), self.batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="token vectors", unit="batch")
+        for start in starts:
             idx = order[start : start + self.batch_size]
             batch = tokenize(self.tokenizer, [texts[i] for i in idx], self.config)
             vectors = run(batch)

@@ -60,6 +60,41 @@ def maxsim_many(query: np.ndarray, vectors: np.ndarray, offsets: np.ndarray) -> 
     return np.maximum.reduceat(sims, offsets[:-1], axis=1).sum(axis=0).astype(np.float32)
 
 
+STORE_FILE = {Compression.FLOAT16: "float16", Compression.INT8: "int8",
+              Compression.RESIDUAL_4: "packed", Compression.RESIDUAL_2: "packed"}  # each compression's token array
+
+
+@dataclass(frozen=True)
+class StoredTokens:
+    """Documents' token vectors as a part stores them: tokens per document, each token's centroid, and the
+    compression's per-token array (packed residual codes, int8 or float16 rows)."""
+
+    lengths: np.ndarray  # int64 (docs,)
+    centroid: np.ndarray  # uint16 (tokens,)
+    store: np.ndarray  # (tokens, ...) as the compression stores them
+
+    @staticmethod
+    def concat(parts: Sequence["StoredTokens"]) -> "StoredTokens":
+        return StoredTokens(np.concatenate([p.lengths for p in parts]).astype(np.int64),
+                            np.concatenate([p.centroid for p in parts]), np.concatenate([p.store for p in parts]))
+
+
+def compress(matrices: Sequence[np.ndarray], codebook: Codebook, compression: Compression) -> StoredTokens:
+    """One (tokens, dim) matrix a document -> its stored form."""
+    compression = Compression.parse(compression)
+    if not matrices or any(len(m) == 0 for m in matrices):
+        raise InvalidArgumentError("a multi-vector part needs documents with at least one token vector each")
+    vectors = np.concatenate([np.asarray(m, dtype=np.float32) for m in matrices])
+    if vectors.shape[1] != codebook.dim:
+        raise InvalidArgumentError(f"token vectors of dim {vectors.shape[1]}; the codebook's is {codebook.dim}")
+    lengths = np.asarray([len(m) for m in matrices], dtype=np.int64)
+    if compression.bits is not None:
+        codes = encode(codebook, vectors)
+        return StoredTokens(lengths, codes.centroid, codes.packed)
+    store = to_int8(vectors) if compression is Compression.INT8 else vectors.astype(np.float16)
+    return StoredTokens(lengths, nearest_centroid(codebook.centroids, vectors), store)
+
+
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` best scores, best first, ties by index (deterministic)."""
     k = min(k, len(scores))
@@ -97,6 +132,14 @@ class MultiVectorPart:
     # -- writing -------------------------------------------------------------------------------
     @staticmethod
     def write(folder: str | Path, matrices: Sequence[np.ndarray], codebook: Codebook, compression: Compression) -> Path:
+        """Compress ``matrices`` (one (tokens, dim) matrix a document) and write them as a part."""
+        compression = Compression.parse(compression)
+        return MultiVectorPart.write_stored(folder, compress(matrices, codebook, compression), codebook, compression)
+
+    @staticmethod
+    def write_stored(folder: str | Path, stored: "StoredTokens", codebook: Codebook, compression: Compression) -> Path:
+        """Write already compressed tokens (a merge copies the codes of the rows it keeps: nothing is
+        re-encoded, so merged codes are the written ones bit for bit)."""
         from winnow.storage import atomic_write_bytes, write_json_atomic
 
         compression = Compression.parse(compression)
@@ -105,31 +148,22 @@ class MultiVectorPart:
             raise InvalidArgumentError(f"{folder} already holds a multi-vector part; parts are immutable")
         if compression.bits is not None and compression.bits != codebook.bits:
             raise InvalidArgumentError(f"compression {compression} needs a {compression.bits}-bit codebook, got {codebook.bits}-bit")
-        if not matrices or any(len(m) == 0 for m in matrices):
+        lengths = np.asarray(stored.lengths, dtype=np.int64)
+        if lengths.size == 0 or np.any(lengths <= 0):
             raise InvalidArgumentError("a multi-vector part needs documents with at least one token vector each")
         folder.mkdir(parents=True, exist_ok=True)
-        lengths = np.asarray([len(m) for m in matrices], dtype=np.int64)
+        n = len(lengths)
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        vectors = np.concatenate([np.asarray(m, dtype=np.float32) for m in matrices])
-        if vectors.shape[1] != codebook.dim:
-            raise InvalidArgumentError(f"token vectors of dim {vectors.shape[1]}; the codebook's is {codebook.dim}")
-        arrays: dict[str, np.ndarray] = {"offsets": offsets}
-        if compression.bits is not None:
-            codes = encode(codebook, vectors)
-            arrays["centroid"], arrays["packed"] = codes.centroid, codes.packed
-        else:
-            arrays["centroid"] = nearest_centroid(codebook.centroids, vectors)
-            arrays["int8" if compression is Compression.INT8 else "float16"] = (
-                to_int8(vectors) if compression is Compression.INT8 else vectors.astype(np.float16))
-        doc_of_token = np.repeat(np.arange(len(matrices), dtype=np.int32), lengths)
-        pairs = np.unique(arrays["centroid"].astype(np.int64) * len(matrices) + doc_of_token)  # (centroid, doc), sorted
+        arrays: dict[str, np.ndarray] = {"offsets": offsets, "centroid": stored.centroid, STORE_FILE[compression]: stored.store}
+        doc_of_token = np.repeat(np.arange(n, dtype=np.int32), lengths)
+        pairs = np.unique(stored.centroid.astype(np.int64) * n + doc_of_token)  # (centroid, doc), sorted
         k = len(codebook.centroids)
-        arrays["ivf_docs"] = (pairs % len(matrices)).astype(np.int32)
-        arrays["ivf_offsets"] = np.searchsorted(pairs // len(matrices), np.arange(k + 1)).astype(np.int64)
+        arrays["ivf_docs"] = (pairs % n).astype(np.int32)
+        arrays["ivf_offsets"] = np.searchsorted(pairs // n, np.arange(k + 1)).astype(np.int64)
         for name, array in arrays.items():
             atomic_write_bytes(folder / f"{name}.npy", lambda f, a=array: np.save(f, np.ascontiguousarray(a), allow_pickle=False))
         write_json_atomic(folder / MANIFEST, {"format_version": FORMAT_VERSION, "compression": compression.value,
-                                              "dim": codebook.dim, "docs": len(matrices), "tokens": int(offsets[-1]),
+                                              "dim": codebook.dim, "docs": n, "tokens": int(offsets[-1]),
                                               "centroids": k})
         return folder
 
@@ -145,18 +179,25 @@ class MultiVectorPart:
         if int(manifest["dim"]) != codebook.dim or int(manifest["centroids"]) != len(codebook.centroids):
             raise IncompatibleCollectionError(f"{path}: written with another codebook (dim {manifest['dim']}, {manifest['centroids']} centroids)")
         compression = Compression.parse(manifest["compression"])
-        store = {Compression.INT8: "int8", Compression.FLOAT16: "float16"}.get(compression, "packed")
-        names = ("offsets", "centroid", "ivf_offsets", "ivf_docs", store)
+        names = ("offsets", "centroid", "ivf_offsets", "ivf_docs", STORE_FILE[compression])
         arrays = {n: np.load(folder / f"{n}.npy", mmap_mode="r", allow_pickle=False) for n in names}
         return cls(folder, manifest, arrays, codebook)
 
     # -- reading -------------------------------------------------------------------------------
+    def _token_index(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The token positions of ``rows`` (concatenated) and each row's token count."""
+        starts, ends = np.asarray(self.offsets[rows]), np.asarray(self.offsets[rows + 1])
+        index = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]) if len(rows) else np.zeros(0, np.int64)
+        return index, ends - starts
+
+    def stored(self, rows: Sequence[int]) -> "StoredTokens":
+        """The compressed tokens of ``rows`` as stored (what a merge copies)."""
+        index, lengths = self._token_index(np.asarray(rows, dtype=np.int64))
+        return StoredTokens(lengths, np.asarray(self.centroid[index]), np.asarray(self.store[index]))
+
     def vectors(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Decoded token vectors of ``rows`` (concatenated) and their offsets."""
-        rows = np.asarray(rows, dtype=np.int64)
-        starts, ends = np.asarray(self.offsets[rows]), np.asarray(self.offsets[rows + 1])
-        lengths = ends - starts
-        index = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]) if len(rows) else np.zeros(0, np.int64)
+        index, lengths = self._token_index(np.asarray(rows, dtype=np.int64))
         local = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         if self.compression is Compression.INT8:
             return from_int8(np.asarray(self.store[index])), local
@@ -175,14 +216,19 @@ class MultiVectorPart:
         vectors, offsets = self.vectors(rows)
         return maxsim_many(query, vectors, offsets)
 
-    def search(self, query: np.ndarray, k: int, *, nprobe: int = 4, candidates: int = 256) -> LateHits:
-        """First stage: centroid probing, centroid interaction, exact MaxSim of the best ``candidates``."""
+    def search(
+        self, query: np.ndarray, k: int, *, nprobe: int = 4, candidates: int = 256, live: np.ndarray | None = None
+    ) -> LateHits:
+        """First stage: centroid probing, centroid interaction, exact MaxSim of the best ``candidates``.
+        ``live``: a bool mask over the rows; the others are never returned (nor take a candidate's place)."""
         if k < 1 or nprobe < 1 or candidates < k:
             raise InvalidArgumentError(f"need k >= 1, nprobe >= 1 and candidates >= k, got k={k}, nprobe={nprobe}, candidates={candidates}")
         query = np.asarray(query, dtype=np.float32)
         qc = query @ np.asarray(self.codebook.centroids).T  # (Lq, centroids)
         probe = np.unique(np.argsort(-qc, axis=1)[:, : min(nprobe, qc.shape[1])])
         docs = np.unique(np.concatenate([np.asarray(self.ivf_docs[self.ivf_offsets[c] : self.ivf_offsets[c + 1]]) for c in probe]))
+        if live is not None:
+            docs = docs[np.asarray(live, dtype=bool)[docs]]
         if len(docs) == 0:
             return LateHits(np.zeros(0, np.int64), np.zeros(0, np.float32))
         if len(docs) > candidates:

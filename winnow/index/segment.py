@@ -11,6 +11,8 @@ A segment never changes once written; deleting its rows is the collection's busi
     vectors.npy      (rows, dim) float32 embeddings, memory-mapped when read
     postings/        BM25 term statistics (:mod:`winnow.index.postings`)
     hnsw/            a FAISS HNSW graph, only for segments of at least ``hnsw_min_rows`` rows
+    multivector/     the rows' ColBERT token vectors, compressed, in a collection with late interaction
+                     (:mod:`winnow.index.late`, :mod:`winnow.index.multivector`)
 
 It is built in a ``.tmp`` folder beside its final name and renamed into place once every file is synced.
 """
@@ -22,13 +24,17 @@ import shutil
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from winnow.index.base import IncompatibleIndexError, check_manifest, load_array, save_array, write_manifest
 from winnow.index.postings import Postings
 from winnow.storage import fsync_dir, fsync_tree
+
+if TYPE_CHECKING:
+    from winnow.index.late import LateCodec
+    from winnow.index.multivector import StoredTokens
 
 KIND = "segment"
 FORMAT_VERSION = 1
@@ -43,6 +49,7 @@ class SegmentRows:
     chunk_idx: np.ndarray  # int32
     vectors: np.ndarray  # (rows, dim) float32
     texts: Sequence[str]  # what BM25 reads: title and chunk text
+    late: "StoredTokens | None" = None  # each row's compressed token vectors (late interaction), else None
 
 
 class Segment:
@@ -55,6 +62,8 @@ class Segment:
         self.rows = int(manifest["rows"])
         self.dim = int(manifest["dim"])
         self.has_hnsw = bool(manifest["hnsw"])
+        self.has_late = bool(manifest.get("multivector", False))
+        self._late_part = None
         self.keys = np.asarray(load_array(self.path / "keys.npy", mmap=False), dtype=np.int64)
         self.doc_of = load_array(self.path / "doc_of.npy", mmap=True)
         self.doc_ids = load_array(self.path / "doc_ids.npy", mmap=True)
@@ -78,6 +87,21 @@ class Segment:
 
         return HNSWIndex.load(self.path / "hnsw") if self.has_hnsw else None
 
+    def late_part(self, codebook):
+        """The segment's token-vector part (opened once, memory-mapped), for the collection's codebook."""
+        from winnow.index.late import PART
+        from winnow.index.multivector import MultiVectorPart
+
+        part = self._late_part
+        if part is None:
+            if not self.has_late:
+                raise IncompatibleIndexError(f"{self.path}: no token vectors (written without late interaction)")
+            part = MultiVectorPart.open(self.path / PART, codebook)
+            if part.docs != self.rows:
+                raise IncompatibleIndexError(f"{self.path}: token vectors of {part.docs} rows, the segment has {self.rows}")
+            self._late_part = part
+        return part
+
     @cached_property
     def term_ids(self) -> dict[str, int]:
         return self.postings.term_ids()
@@ -94,9 +118,13 @@ class Segment:
         return np.isin(np.asarray(self.doc_ids), wanted)[np.asarray(self.doc_of)]
 
 
-def write_segment(folder: Path, name: str, rows: SegmentRows, *, postings: Postings | None = None, hnsw_min_rows: int) -> Path:
+def write_segment(
+    folder: Path, name: str, rows: SegmentRows, *, postings: Postings | None = None, hnsw_min_rows: int,
+    late: "LateCodec | None" = None,
+) -> Path:
     """Build segment ``name`` under ``folder`` beside its final place, sync it, rename it in. ``postings``:
-    already built (a merge), else built from ``rows.texts``."""
+    already built (a merge), else built from ``rows.texts``. ``late``: the collection's codec, where it keeps
+    token vectors (``rows.late`` must then hold one document of tokens per row)."""
     target = folder / name
     tmp = folder / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -118,17 +146,28 @@ def write_segment(folder: Path, name: str, rows: SegmentRows, *, postings: Posti
         from winnow.index.hnsw import HNSWIndex
 
         HNSWIndex.from_vectors(rows.keys, rows.vectors).save(tmp / "hnsw")
-    write_manifest(tmp, KIND, FORMAT_VERSION, {"rows": n, "dim": dim, "hnsw": graph})
+    has_late = late is not None and n > 0
+    if has_late:
+        from winnow.index.late import PART
+        from winnow.index.multivector import MultiVectorPart
+
+        if rows.late is None or len(rows.late.lengths) != n:
+            raise IncompatibleIndexError(f"segment {name}: late interaction needs token vectors for each of its {n} rows")
+        MultiVectorPart.write_stored(tmp / PART, rows.late, late.codebook, late.compression)
+    write_manifest(tmp, KIND, FORMAT_VERSION, {"rows": n, "dim": dim, "hnsw": graph, "multivector": has_late})
     fsync_tree(tmp)
     os.rename(tmp, target)
     fsync_dir(folder)
     return target
 
 
-def merged_rows(parts: Sequence[tuple[Segment, np.ndarray]]) -> tuple[SegmentRows, Postings]:
+def merged_rows(parts: Sequence[tuple[Segment, np.ndarray]], *, late: "LateCodec | None" = None) -> tuple[SegmentRows, Postings]:
     """The kept rows of several segments as one (``parts``: segment and kept-row mask), in key order
-    within each part; and their merged postings (no text is re-read or re-tokenized)."""
-    keys, doc_ids, chunk_idx, vectors = [], [], [], []
+    within each part; and their merged postings (no text is re-read or re-tokenized). With ``late`` the
+    kept rows' compressed token vectors are copied too (not re-encoded)."""
+    from winnow.index.multivector import StoredTokens
+
+    keys, doc_ids, chunk_idx, vectors, tokens = [], [], [], [], []
     for seg, keep in parts:
         rows = np.flatnonzero(keep)
         keys.append(seg.keys[rows])
@@ -136,6 +175,8 @@ def merged_rows(parts: Sequence[tuple[Segment, np.ndarray]]) -> tuple[SegmentRow
         doc_ids.extend(names[i] for i in np.asarray(seg.doc_of)[rows].tolist())
         chunk_idx.append(np.asarray(seg.chunk_idx)[rows])
         vectors.append(np.asarray(seg.vectors)[rows])
+        if late is not None and rows.size:
+            tokens.append(seg.late_part(late.codebook).stored(rows))
     dim = parts[0][0].dim if parts else 0
     rows = SegmentRows(
         keys=np.concatenate(keys) if keys else np.zeros(0, np.int64),
@@ -143,5 +184,6 @@ def merged_rows(parts: Sequence[tuple[Segment, np.ndarray]]) -> tuple[SegmentRow
         chunk_idx=np.concatenate(chunk_idx) if chunk_idx else np.zeros(0, np.int32),
         vectors=np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32),
         texts=(),
+        late=StoredTokens.concat(tokens) if tokens else None,
     )
     return rows, Postings.merge([(seg.postings, keep) for seg, keep in parts])

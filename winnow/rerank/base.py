@@ -105,12 +105,7 @@ class Reranker(ABC):
         first = [_first(h.first_stage_score, h.score) for h in candidates]
         mix = self.mixes.for_stage(first_stage) if self.mixes is not None else None
         mixed = mix is not None and all(f is not None for f in first)
-        passages = [(h.title, h.text) for h in candidates]
-        if budget is None:
-            prefix = self._score_all(query, passages, reading)
-        else:
-            k = budget.k or top_k or len(candidates)
-            prefix = self._score_within(query, passages, reading, budget, first, mix if mixed else None, k, start)
+        prefix = self._score_candidates(query, candidates, reading, budget, first, mix if mixed else None, top_k, start)
         raw, depth = prefix.raw, len(prefix.raw)
         shown = np.asarray(self.present(raw), dtype=np.float64)
         order_by = mix.apply(raw, np.asarray(first[:depth], dtype=np.float64)) if mixed else raw
@@ -142,6 +137,17 @@ class Reranker(ABC):
         return Ranking(query, tuple(hits), {"rerank": (time.perf_counter() - start) * 1000.0}, stats)
 
     # -- reading and scoring ---------------------------------------------------------------------------
+    def _score_candidates(
+        self, query: str, candidates: Sequence[Hit], reading: Reading, budget: Budget | None,
+        first: Sequence[float | None], mix: ScoreMix | None, top_k: int | None, start: float,
+    ) -> ScoredPrefix:
+        """Read and score the candidates (all of them, or within ``budget``): what :meth:`rank` orders."""
+        passages = [(h.title, h.text) for h in candidates]
+        if budget is None:
+            return self._score_all(query, passages, reading)
+        k = budget.k or top_k or len(candidates)
+        return self._score_within(query, passages, reading, budget, first, mix, k, start)
+
     def _score_reads(self, query: str, reads: Sequence[PassageRead], reading: Reading) -> np.ndarray:
         """One aggregated raw score per read: all windows of all reads scored in one call."""
         texts = [t for r in reads for t in r.texts]

@@ -17,12 +17,15 @@ def search_router(ctx: AppContext):
 
     @api.post("/collections/{name}/search", response_model=S.SearchResponse, tags=["search"])
     def search(name: CollectionName, req: S.SearchRequest) -> S.SearchResponse:
-        """First stage (bm25, dense or hybrid; metadata filter applied before top-k) then the reranker.
+        """First stage (bm25, dense, hybrid or late; metadata filter applied before top-k) then the reranker.
         Each hit carries its first-stage rank and score and its reranker score; timings are per stage."""
         check_text(req.query, limits, "query")
         reranker = None
         wanted, model = req.reranking()
-        if wanted and not (model is None and registry.default_rerank is None):
+        col = catalog.get(name).reader()
+        if req.late_rerank():
+            reranker = col.late_reranker()
+        elif wanted and not (model is None and registry.default_rerank is None):
             try:
                 reranker = registry.reranker(registry.rerank_name(model))
             except ModelNotServedError as exc:  # the collection exists; the request's field is what is wrong
@@ -32,7 +35,6 @@ def search_router(ctx: AppContext):
             raise ApiError(422, f"depth must be >= top_k ({req.top_k}) so the reranker has enough candidates, got {depth}")
         top_k = req.top_k
         both = req.include_first_stage and reranker is not None  # rerank every candidate, split below
-        col = catalog.get(name).reader()
         start = time.perf_counter()
         ranking = col.search(
             req.query,

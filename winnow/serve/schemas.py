@@ -191,9 +191,14 @@ def _check_filter(value: Any) -> Any:
 Filter = Annotated[dict[Text, Scalar | InCondition | EqCondition], BeforeValidator(_check_filter)]
 
 
+LATE_RERANK = "late"  # the rerank value that scores by the collection's stored token vectors
+
+
 class SearchRequest(Body):
     query: Annotated[Text, Field(min_length=1)]
-    method: Literal["bm25", "dense", "hybrid"] = "hybrid"
+    method: Literal["bm25", "dense", "hybrid", "late"] = Field(
+        "hybrid", description="first stage; late: MaxSim over the stored ColBERT token vectors (collections indexed "
+        "with late interaction)")
     depth: bounded(1, MAX_DEPTH) | None = Field(
         None, description="candidates the reranker reads (default max(100, top_k)); with a reranker at most "
         "depth hits come back"
@@ -202,8 +207,9 @@ class SearchRequest(Body):
     rerank: StrictBool | Text | None = Field(
         "default",
         description="reranker: true or 'default' (the server's default: its first --rerank-model, else winnow's "
-        "default reranker, else the one winnow ships), a served model name, or false/'none'/null for the first "
-        "stage only",
+        "default reranker, else the one winnow ships), a served model name, 'late' (exact MaxSim over the "
+        "collection's stored token vectors: collections indexed with late interaction), or false/'none'/null for "
+        "the first stage only",
     )
     filter: Filter | None = Field(
         None,
@@ -230,6 +236,10 @@ class SearchRequest(Body):
         False, description="also return the first stage's own top_k hits in its order (first_stage), to see what "
         "reranking changed"
     )
+
+    def late_rerank(self) -> bool:
+        """Whether the request reranks by the collection's stored token vectors (``"rerank": "late"``)."""
+        return self.rerank == LATE_RERANK
 
     def reranking(self) -> tuple[bool, str | None]:
         """(whether to rerank, the model named: None for the server's default)."""

@@ -182,8 +182,6 @@ def cmd_ship(args) -> int:
 
 
 def cmd_fit_fusion(args) -> int:
-    from sentence_transformers import CrossEncoder
-
     from winnow.rerank.mix import FILENAME, merge_fusion
     from winnow.train.card import write_card
     from winnow.storage import write_json_atomic
@@ -192,6 +190,7 @@ def cmd_fit_fusion(args) -> int:
     from winnow.types import FirstStage
 
     model_dir = trained_model_folder(args.model)
+    score = _raw_scorer(model_dir)
     stage = FirstStage(args.first_stage)
     for p in args.dev:
         mined = _mined_stage(Path(p)) if meta_path(p).is_file() else None
@@ -199,7 +198,7 @@ def cmd_fit_fusion(args) -> int:
             raise InvalidArgumentError(f"--dev {p} holds {mined.value} lists; the {stage.value} mix is fitted on {stage.value} lists")
     n = args.dev_per_file or args.dev_queries
     dev = merge_by_query(e for p in args.dev for e in _held_out(p, read_training_file(p), n, args.seed))
-    fit = fit_on_dev(CrossEncoder(str(model_dir), local_files_only=True), dev, depth=args.eval_depth)
+    fit = fit_on_dev(score, dev, depth=args.eval_depth)
     if fit is None:
         raise InvalidArgumentError(f"{args.dev!r} hold no first-stage rankings to fit on (mine them without --no-ranking)")
     entry = {**fit.to_json(), "dev_files": [str(p) for p in args.dev], "dev_per_file": n, "dev_seed": args.seed}
@@ -213,6 +212,21 @@ def cmd_fit_fusion(args) -> int:
     print(f"{path}: {stage.value} weight {fit.weight} on {fit.queries} dev queries; nDCG@10 first stage "
           f"{fit.first_stage:.4f}, reranker {fit.reranker:.4f}, mix {fit.best:.4f}")
     return 0
+
+
+def _raw_scorer(model_dir: Path):
+    """What ``fit-fusion`` mixes: a ColBERT folder's MaxSim (it has ``colbert.json``), else a cross-encoder's logits."""
+    from winnow.encode.colbert import CONFIG_FILE
+
+    if (model_dir / CONFIG_FILE).is_file():
+        from winnow.rerank.colbert import ColBERTReranker
+
+        return ColBERTReranker(str(model_dir), use_mix=False).raw_scores
+    from sentence_transformers import CrossEncoder
+
+    from winnow.train.fusion_fit import cross_encoder_scores
+
+    return cross_encoder_scores(CrossEncoder(str(model_dir), local_files_only=True))
 
 
 def cmd_calibrate(args) -> int:

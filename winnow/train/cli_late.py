@@ -173,6 +173,9 @@ def register(tsub) -> None:
     b.add_argument("--max-length", type=int, default=256, help="tokens per text (default 256)")
     b.add_argument("--scale", type=float, default=10.0,
                    help="the student's similarity is scale x cosine, on the teacher's logit scale (default 10)")
+    b.add_argument("--in-batch-weight", type=float, default=0.0,
+                   help="add this x MultipleNegativesRankingLoss (in-batch + hard negatives) to MarginMSE (default 0: off)")
+    b.add_argument("--in-batch-scale", type=float, default=20.0, help="that loss's cosine scale (default 20)")
     b.add_argument("--lr", type=float, default=2e-5)
     b.set_defaults(func=cmd_train_bi_encoder)
 

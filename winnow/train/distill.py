@@ -6,7 +6,10 @@ as the label; the loss is the MSE between the student's margins ``scale * (cos(q
 and the teacher's ``t(q, pos) - t(q, neg_i)``. ``scale`` puts cosines (margins of at most 2) on the
 teacher's logit scale (margins of several units); it does not change how the student ranks. Negatives are
 the mined ones (high bi-encoder score) that the teacher scores well below the positive
-(:func:`winnow.train.teacher.drop_false_negatives`): the seeds' recipe.
+(:func:`winnow.train.teacher.drop_false_negatives`): the seeds' recipe. ``in_batch_weight`` > 0 adds
+sentence-transformers' ``MultipleNegativesRankingLoss`` over the same embeddings (the positive against every
+passage of the batch, hard negatives included: the loss all-MiniLM-L6-v2 was trained with), which keeps the
+base's geometry while the margins move it (:class:`MarginMSEWithInBatch`).
 
 Run folder: ``<output>/checkpoints`` (the trainer's; ``resume=True`` continues from the last one),
 ``<output>/model`` (a sentence-transformers folder that :class:`winnow.encode.bi_encoder.BiEncoder`
@@ -32,6 +35,8 @@ class BiEncoderDistillConfig:
     base_model: str = "all-MiniLM-L6-v2"
     negatives: int = 3
     scale: float = 10.0
+    in_batch_weight: float = 0.0
+    in_batch_scale: float = 20.0
     epochs: float = 1.0
     max_steps: int = -1
     batch_size: int = 16
@@ -51,6 +56,8 @@ class BiEncoderDistillConfig:
         for name, ok, rule in [
             ("negatives", self.negatives >= 1, ">= 1"),
             ("scale", self.scale > 0, "> 0"),
+            ("in_batch_weight", self.in_batch_weight >= 0, ">= 0"),
+            ("in_batch_scale", self.in_batch_scale > 0, "> 0"),
             ("batch_size", self.batch_size >= 1, ">= 1"),
             ("learning_rate", self.learning_rate > 0, "> 0"),
             ("max_length", self.max_length >= 16, ">= 16"),
@@ -86,6 +93,30 @@ class ScaledCosine:
         from sentence_transformers.util import pairwise_cos_sim
 
         return self.scale * pairwise_cos_sim(a, b)
+
+
+def distill_loss(model, config: BiEncoderDistillConfig):
+    """MarginMSE alone, or with the in-batch term (one encoding of each column serves both)."""
+    import torch
+    from sentence_transformers.sentence_transformer.losses import MarginMSELoss, MultipleNegativesRankingLoss
+
+    margin = MarginMSELoss(model, similarity_fct=ScaledCosine(config.scale))
+    if config.in_batch_weight == 0:
+        return margin
+
+    class MarginMSEWithInBatch(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+            self.margin = margin
+            self.in_batch = MultipleNegativesRankingLoss(model, scale=config.in_batch_scale)
+
+        def forward(self, sentence_features, labels):
+            embeddings = [self.model(f)["sentence_embedding"] for f in sentence_features]
+            return (self.margin.compute_loss_from_embeddings(embeddings, labels)
+                    + config.in_batch_weight * self.in_batch.compute_loss_from_embeddings(embeddings, labels))
+
+    return MarginMSEWithInBatch()
 
 
 def margin_rows(examples: Sequence[DistillExample], negatives: int) -> dict[str, list]:
@@ -129,7 +160,6 @@ def train_bi_encoder(
     import torch
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.sentence_transformer.losses import MarginMSELoss
     from transformers import set_seed
 
     from winnow.models.resolve import resolve_model
@@ -177,7 +207,7 @@ def train_bi_encoder(
     )
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=Dataset.from_dict(columns),
-        loss=MarginMSELoss(model, similarity_fct=ScaledCosine(config.scale)),
+        loss=distill_loss(model, config),
     )
     if not progress:
         from transformers.trainer_callback import PrinterCallback
@@ -194,7 +224,7 @@ def train_bi_encoder(
     hw = describe_hardware()
     info = {
         "name": "winnow bi-encoder (distilled)", **(dict(card) if card else {}),
-        "config": config.to_json(), "loss_class": "MarginMSELoss", "rows": n_rows, "steps": steps,
+        "config": config.to_json(), "loss_class": "MarginMSELoss" + (" + MultipleNegativesRankingLoss" if config.in_batch_weight else ""), "rows": n_rows, "steps": steps,
         "resumed_from": str(checkpoint) if checkpoint else None, "train_seconds": round(seconds, 1),
         "precision": "bf16" if bf16 else "fp16" if fp16 else "fp32", "device": "cuda" if cuda else "cpu",
         "losses": [list(x) for x in losses], "dev_before": dev_before, "dev_after": dev_after,

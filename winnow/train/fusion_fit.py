@@ -93,20 +93,23 @@ def dev_lists(examples: Sequence[TrainingExample], depth: int):
     return out
 
 
-def fit_on_dev(model, examples: Sequence[TrainingExample], *, depth: int = 30, batch_size: int = 64) -> FusionFit | None:
-    """Score the dev queries' first-stage lists with a sentence-transformers ``CrossEncoder`` and fit the mix."""
+def fit_on_dev(score, examples: Sequence[TrainingExample], *, depth: int = 30) -> FusionFit | None:
+    """Score the dev queries' first-stage lists with ``score(query, texts) -> raw scores`` (a reranker's
+    logits or MaxSim) and fit the mix."""
     lists = dev_lists(examples, depth)
     if not lists:
         return None
+    rerank = [np.asarray(score(q, texts), dtype=np.float64) for q, texts, _, _ in lists]
+    return fit_weight(rerank, [f for _, _, f, _ in lists], [r for _, _, _, r in lists])
+
+
+def cross_encoder_scores(model, *, batch_size: int = 64):
+    """A sentence-transformers ``CrossEncoder``'s raw logits as a ``score(query, texts)`` function."""
     import torch
 
-    pairs = [(q, t) for q, texts, _, _ in lists for t in texts]
-    flat = model.predict(
-        pairs, batch_size=batch_size, activation_fn=torch.nn.Identity(), convert_to_numpy=True, show_progress_bar=False
-    )
-    flat = np.asarray(flat, dtype=np.float64).reshape(len(pairs), -1)[:, 0]
-    rerank, at = [], 0
-    for _, texts, _, _ in lists:
-        rerank.append(flat[at : at + len(texts)])
-        at += len(texts)
-    return fit_weight(rerank, [f for _, _, f, _ in lists], [r for _, _, _, r in lists])
+    def score(query: str, texts: Sequence[str]) -> np.ndarray:
+        flat = model.predict([(query, t) for t in texts], batch_size=batch_size, activation_fn=torch.nn.Identity(),
+                             convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(flat, dtype=np.float64).reshape(len(texts), -1)[:, 0]
+
+    return score

@@ -292,11 +292,10 @@ def train_reranker(
         dev_metrics.update({k: float(v) for k, v in ev(model).items()})
     fusion = None
     if config.fit_fusion and dev:
-        from winnow.train.fusion_fit import fit_on_dev
-
         from winnow.rerank.mix import merge_fusion
+        from winnow.train.fusion_fit import cross_encoder_scores, fit_on_dev
 
-        fit = fit_on_dev(model, dev, depth=config.eval_depth)
+        fit = fit_on_dev(cross_encoder_scores(model), dev, depth=config.eval_depth)
         fusion = merge_fusion(None, fusion_stage, fit.to_json()) if fit is not None else None
 
     model_dir = output_dir / "model"
