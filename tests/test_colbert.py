@@ -185,6 +185,32 @@ def test_distill_bi_encoder_margin_mse(scored, tmp_path):
     assert vectors.shape == (1, 384)
 
 
+def test_the_in_batch_term_adds_sentence_transformers_own_mnrl_to_margin_mse(scored):
+    """``in_batch_weight`` w: the loss is MarginMSE + w x MultipleNegativesRankingLoss, each as
+    sentence-transformers computes it alone, from one encoding of each column."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.losses import MarginMSELoss, MultipleNegativesRankingLoss
+
+    from winnow.models.resolve import resolve_model
+    from winnow.train.distill import BiEncoderDistillConfig, ScaledCosine, distill_loss, margin_rows
+
+    model = SentenceTransformer(str(resolve_model("all-MiniLM-L6-v2").path), local_files_only=True).eval()
+    cols = margin_rows(scored, 2)
+    features = [model.tokenize(cols[c][:4]) for c in ("query", "positive", "negative_1", "negative_2")]
+    labels = torch.tensor(cols["label"][:4])
+    config = BiEncoderDistillConfig(negatives=2, in_batch_weight=0.5, in_batch_scale=20.0)
+    with torch.no_grad():
+        got = distill_loss(model, config)(features, labels)
+        margin = MarginMSELoss(model, similarity_fct=ScaledCosine(config.scale))(features, labels)
+        mnrl = MultipleNegativesRankingLoss(model, scale=20.0)(features, labels)
+        alone = distill_loss(model, BiEncoderDistillConfig(negatives=2))(features, labels)
+    assert float(got) == pytest.approx(float(margin) + 0.5 * float(mnrl), rel=1e-5)
+    assert float(alone) == pytest.approx(float(margin), rel=1e-6) and float(mnrl) > 0
+    with pytest.raises(InvalidArgumentError, match="in_batch_weight must be >= 0"):
+        BiEncoderDistillConfig(in_batch_weight=-1)
+
+
 def test_distill_a_small_reranker_regresses_the_teachers_logits(scored, tmp_path):
     """MSE on the teacher's raw logits: after 30 steps the 2-layer student's logits follow the teacher's
     (correlation over the pairs it trained on, far above the untrained student's); mined (unscored)

@@ -294,6 +294,31 @@ def test_fit_fusion_refits_the_mix_on_the_queries_training_held_out(mined, tiny_
         too_many.func(too_many)
 
 
+def test_fit_fusion_fits_a_colbert_models_mix_which_its_rerankers_then_apply(mined, colbert_model_path, tmp_path, capsys):
+    import shutil
+
+    from winnow.rerank.colbert import ColBERTReranker
+    from winnow.train.cli import _held_out
+    from winnow.train.data import read_training_file
+    from winnow.train.fusion_fit import dev_lists, fit_weight
+    from winnow.types import FirstStage
+
+    model = tmp_path / "colbert"
+    shutil.copytree(colbert_model_path, model)
+    assert ColBERTReranker(str(model)).mixes is None  # no fusion.json yet: MaxSim alone
+    args = build_parser().parse_args(["train", "fit-fusion", str(model), "--dev", str(mined["a"]), "--dev-queries", "4",
+                                      "--eval-depth", "8"])
+    assert args.func(args) == 0
+    fusion = json.loads((model / "fusion.json").read_text())["first_stages"]["dense"]
+    # the reference: the same held-out lists scored by MaxSim alone, the same grid
+    lists = dev_lists(_held_out(str(mined["a"]), read_training_file(str(mined["a"])), 4, 0), 8)
+    plain = ColBERTReranker(str(model), use_mix=False)
+    want = fit_weight([plain.raw_scores(q, t) for q, t, _, _ in lists], [f for _, _, f, _ in lists], [r for *_, r in lists])
+    assert fusion["weight_reranker"] == want.weight and fusion["dev_queries"] == 4
+    assert ColBERTReranker(str(model)).mixes.for_stage(FirstStage.DENSE).weight == want.weight
+    assert plain.mixes is None and "dense weight" in capsys.readouterr().out
+
+
 def test_a_card_tells_the_whole_chain_when_the_base_was_trained_by_winnow(tmp_path):
     import dataclasses
 
