@@ -224,3 +224,29 @@ def test_the_server_searches_and_reranks_late_as_the_library_does(late_collectio
             assert [h["score"] for h in r.json()["hits"]] == pytest.approx([h.score for h in want.hits], abs=1e-4)
         r = client.post("/collections/late/search", json={"query": "q", "method": "nearest"})
         assert r.status_code == 422 and "late" in r.text
+
+
+def test_eval_measures_the_late_methods_through_the_corpus_cache(tmp_path, colbert_model_path):
+    """``winnow eval --late-interaction``: the late first stage and X>late(-alone) run on a corpus cache that
+    keeps token vectors; X>late-alone's run is the library's dense top 5 reranked by stored MaxSim."""
+    from test_evaluate import make_dataset
+
+    from winnow.evaluate.dataset import load_beir
+    from winnow.evaluate.report import write_report
+    from winnow.evaluate.runner import evaluate, open_corpus_cache
+
+    dataset = load_beir(make_dataset(tmp_path / "tiny"))
+    with pytest.raises(InvalidArgumentError, match="late, dense>late read stored token vectors: pass --late-interaction"):
+        evaluate(dataset, "dense,late,dense>late", cache_dir=tmp_path / "cache")
+    kw = {"late_interaction": str(colbert_model_path), "compression": "float16"}
+    report = evaluate(dataset, "dense,late,dense>late,dense>late-alone", cache_dir=tmp_path / "cache", depth=5,
+                      metrics=["nDCG@10", "R@100"], **kw)
+    assert [m.method for m in report.methods] == ["dense", "late", "dense>late", "dense>late-alone"]
+    write_report(report, tmp_path / "out")
+    col, cache = open_corpus_cache(dataset, cache_dir=tmp_path / "cache", **kw)
+    assert cache.cached and col.late_settings.compression.value == "float16"
+    alone = next(m for m in report.methods if m.method == "dense>late-alone")
+    for qid in dataset.judged:
+        want = col.search(dataset.queries[qid], method="dense", depth=5, top_k=5, reranker=col.late_reranker(use_mix=False))
+        assert [d for d, _ in alone.run[qid]] == want.doc_ids
+    col.close()

@@ -22,8 +22,9 @@ def register(subparsers) -> None:
         "--methods",
         default="bm25,dense,hybrid",
         help="comma-separated: bm25, dense, hybrid, X>rerank for each (the reranker with its mix fitted for X, "
-        "where it has one) and X>rerank-alone (its score alone); quote the '>'. The first is the baseline of the "
-        "significance tests (default: bm25,dense,hybrid)",
+        "where it has one) and X>rerank-alone (its score alone); with --late-interaction also late, X>late (MaxSim "
+        "over the stored token vectors, with the ColBERT model's fitted mix) and X>late-alone; quote the '>'. The "
+        "first is the baseline of the significance tests (default: bm25,dense,hybrid)",
     )
     s.add_argument("--split", default="test", help="qrels/<split>.tsv (default test)")
     s.add_argument("--depth", type=int, default=100, help="candidates the reranker reads (default 100)")
@@ -43,6 +44,10 @@ def register(subparsers) -> None:
     s.add_argument("--store", default=None, metavar="STORE",
                    help="first stage of the corpus cache: local segments (default), milvus-lite:PATH or milvus://HOST:PORT")
     s.add_argument("--model", default=None, help="bi-encoder id or folder (default all-MiniLM-L6-v2)")
+    s.add_argument("--late-interaction", metavar="MODEL", default=None,
+                   help="a ColBERT model whose token vectors the corpus cache keeps, for the late methods")
+    s.add_argument("--compression", choices=["residual-2", "residual-4", "int8", "float16"], default=None,
+                   help="with --late-interaction: how token vectors are stored (default residual-2)")
     s.add_argument(
         "--backend", choices=["auto", "torch", "onnx", "onnx-int8"], default=None,
         help="bi-encoder and reranker backend (default: winnow's choice for this machine)",
@@ -89,6 +94,8 @@ def cmd_eval(args) -> int:
         store=args.store,
         cascade=args.cascade,
         cascade_depth=args.cascade_depth,
+        late_interaction=args.late_interaction,
+        compression=args.compression,
     )
     paths = write_report(report, output)
     print(format_table(report))

@@ -6,7 +6,10 @@ corpus with the same model opens it instead of encoding again.
 
 Methods are ``bm25``, ``dense``, ``hybrid`` (first stage, ``run_depth`` deep), ``X>rerank`` (the
 first stage ``X`` ``depth`` deep, all candidates reranked by the cross-encoder, with its mix fitted for
-``X`` where it has one) and ``X>rerank-alone`` (the same, ordered by the cross-encoder's score alone). Each judged query is
+``X`` where it has one) and ``X>rerank-alone`` (the same, ordered by the cross-encoder's score alone).
+With ``late_interaction`` (a ColBERT model: the corpus cache keeps its token vectors) also ``late`` (the
+late-interaction first stage) and ``X>late`` / ``X>late-alone`` (candidates reranked by exact MaxSim over
+the stored token vectors, with / without the ColBERT model's fitted mix). Each judged query is
 searched and timed per stage; queries are sent ``batch_size`` at a time (1 = true per-query latency,
 larger = faster runs with latencies amortized over the batch).
 """
@@ -34,10 +37,13 @@ from winnow.storage import write_json_atomic
 
 log = logging.getLogger(__name__)
 
-FIRST_STAGES = ("bm25", "dense", "hybrid")
+FIRST_STAGES = ("bm25", "dense", "hybrid", "late")  # late: needs a corpus cache with late interaction
 RERANK_SUFFIX = ">rerank"
 ALONE_SUFFIX = ">rerank-alone"  # the reranker's own score, no fitted mix with the first stage
-VALID_METHODS = FIRST_STAGES + tuple(f"{m}{sfx}" for sfx in (RERANK_SUFFIX, ALONE_SUFFIX) for m in FIRST_STAGES)
+LATE_SUFFIX = ">late"  # reranked by MaxSim over the stored token vectors
+LATE_ALONE_SUFFIX = ">late-alone"
+SUFFIXES = (RERANK_SUFFIX, ALONE_SUFFIX, LATE_SUFFIX, LATE_ALONE_SUFFIX)
+VALID_METHODS = FIRST_STAGES + tuple(f"{m}{sfx}" for sfx in SUFFIXES for m in FIRST_STAGES)
 RUN_DEPTH = 1000  # first-stage-only methods: enough for R@1000 (and what the hybrid legs read)
 
 
@@ -47,6 +53,11 @@ class MethodSpec:
     first_stage: str
     rerank: bool
     mix: bool = True  # with rerank: apply the reranker's mix fitted for this first stage (False: its score alone)
+    late: bool = False  # with rerank: the stored-token-vector MaxSim reranker, not the cross-encoder
+
+    @property
+    def needs_late_interaction(self) -> bool:
+        return self.late or self.first_stage == "late"
 
 
 def parse_methods(text: str | Sequence[str]) -> tuple[MethodSpec, ...]:
@@ -61,9 +72,10 @@ def parse_methods(text: str | Sequence[str]) -> tuple[MethodSpec, ...]:
             raise InvalidArgumentError(f"unknown method {name!r}; choose from: {', '.join(VALID_METHODS)}")
         if any(s.name == name for s in specs):
             raise InvalidArgumentError(f"method {name!r} is listed twice")
-        alone = name.endswith(ALONE_SUFFIX)
-        first = name.removesuffix(ALONE_SUFFIX).removesuffix(RERANK_SUFFIX)
-        specs.append(MethodSpec(name, first, name != first, mix=not alone))
+        suffix = next((sfx for sfx in SUFFIXES if name.endswith(sfx)), "")
+        first = name.removesuffix(suffix)
+        specs.append(MethodSpec(name, first, bool(suffix), mix=suffix not in (ALONE_SUFFIX, LATE_ALONE_SUFFIX),
+                                late=suffix in (LATE_SUFFIX, LATE_ALONE_SUFFIX)))
     return tuple(specs)
 
 
@@ -94,9 +106,13 @@ def resolved_backend(backend: str | None) -> str:
     return resolve_backend(backend or "auto")
 
 
-def cache_name(dataset: BeirDataset, model: str, backend: str | None = None, store: str | None = None) -> str:
+def cache_name(
+    dataset: BeirDataset, model: str, backend: str | None = None, store: str | None = None,
+    late_interaction: str | None = None, compression: str | None = None,
+) -> str:
     """``<dataset folder>-<12 hex>``: the hash covers the corpus content, the bi-encoder's name, the
-    backend that encodes it (int8 vectors differ a little from fp32 ones) and where the first stage lives."""
+    backend that encodes it (int8 vectors differ a little from fp32 ones), where the first stage lives, and
+    the late-interaction model and compression where token vectors are kept."""
     from winnow.models.resolve import resolve_model
 
     digest = hashlib.blake2b(digest_size=6)
@@ -105,6 +121,12 @@ def cache_name(dataset: BeirDataset, model: str, backend: str | None = None, sto
     digest.update(resolved_backend(backend).encode())
     if store not in (None, "", "local"):
         digest.update(store.encode())
+    if late_interaction is not None:
+        from winnow.index.late import DEFAULT_COMPRESSION
+        from winnow.models.fingerprint import model_fingerprint
+
+        digest.update(b"late:" + model_fingerprint(resolve_model(late_interaction).path).encode())
+        digest.update((compression or DEFAULT_COMPRESSION.value).encode())
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset.name).strip("-.") or "dataset"
     return f"{slug[:48]}-{digest.hexdigest()}"
 
@@ -134,19 +156,23 @@ def open_corpus_cache(
     backend: str | None = None,
     progress: bool = False,
     store: str | None = None,
+    late_interaction: str | None = None,
+    compression: str | None = None,
 ):
     """The collection holding ``dataset``'s corpus (built on first use) and a :class:`CorpusCache`.
     ``backend`` picks the bi-encoder backend (None: winnow's default for this machine); ``store`` where its
-    first stage lives (see :meth:`winnow.collection.Collection.create`)."""
+    first stage lives, ``late_interaction``/``compression`` the token vectors it keeps (see
+    :meth:`winnow.collection.Collection.create`)."""
     from winnow.collection import Collection
     from winnow.models.resolve import DEFAULT_BI_ENCODER
 
     model = model or DEFAULT_BI_ENCODER
     cache_dir = Path(cache_dir)
-    name = cache_name(dataset, model, backend, store)
+    name = cache_name(dataset, model, backend, store, late_interaction, compression)
     meta_path = cache_dir / f"{name}.eval.json"
     with _build_lock(cache_dir / f".{name}.lock"):
-        col = Collection.open_or_create(name, home=cache_dir, model=model, store=store)
+        col = Collection.open_or_create(name, home=cache_dir, model=model, store=store,
+                                        late_interaction=late_interaction, compression=compression)
         if backend is not None and hasattr(col, "use_backend"):
             col.use_backend(backend)
         meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
@@ -266,6 +292,8 @@ def _search_fn(
             return lambda queries: retriever.search_many(queries, run_depth)
         return Pipeline(retriever, None, top_k=run_depth, first_stage_calibrator=calibrator).search_many
 
+    if spec.late:
+        reranker = col.late_reranker(use_mix=spec.mix)
     pipeline = Pipeline(
         retriever, reranker, depth=depth, top_k=depth, hydrate=col.hydrate, mix=spec.mix,
         reading=reading, budget=budget, documents=col.get,
@@ -357,27 +385,34 @@ def evaluate(
     store: str | None = None,
     cascade: str | None = None,
     cascade_depth: int = 20,
+    late_interaction: str | None = None,
+    compression: str | None = None,
 ) -> EvalReport:
     """Evaluate ``methods`` on the judged queries of ``dataset``; ``reranker`` (an object) wins over ``rerank``
     (a cross-encoder id or folder) for the ``X>rerank`` methods. ``reading`` (a
     :class:`~winnow.rerank.reading.Reading`) and ``budget`` (a :class:`~winnow.rerank.budget.Budget`) set how
     the rerank stage reads long candidates and how long it may take; ``cascade`` (a small reranker's id or
-    folder) reads every candidate first and the reranker only the best ``cascade_depth``."""
+    folder) reads every candidate first and the reranker only the best ``cascade_depth``. ``late_interaction``
+    (a ColBERT model) and ``compression``: the corpus cache keeps its token vectors, for the late methods."""
     specs = parse_methods(methods)
+    late = [s.name for s in specs if s.needs_late_interaction]
+    if late and late_interaction is None:
+        raise InvalidArgumentError(f"method(s) {', '.join(late)} read stored token vectors: pass --late-interaction MODEL "
+                                   f"(a ColBERT model, e.g. one winnow train colbert wrote)")
     measures = parse_metrics(metrics, rel=rel)
     for name, value, low in (("depth", depth, 1), ("run_depth", run_depth, 1), ("batch_size", batch_size, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise InvalidArgumentError(f"{name} must be an integer >= {low}, got {value!r}")
     if not dataset.judged:
         raise WinnowError(f"no query of {dataset.path} has judgments in qrels/{dataset.split}.tsv: nothing to evaluate")
-    if any(s.rerank for s in specs) and reranker is None:
-        reranker = _make_reranker(rerank, [s.name for s in specs if s.rerank], max_length, backend)
+    if any(s.rerank and not s.late for s in specs) and reranker is None:
+        reranker = _make_reranker(rerank, [s.name for s in specs if s.rerank and not s.late], max_length, backend)
     if cascade and reranker is not None:
         from winnow.rerank.cascade import with_cascade
 
         reranker = with_cascade(reranker, cascade, first_depth=depth, depth=cascade_depth, cache=False)
     col, cache = open_corpus_cache(dataset, cache_dir=cache_dir, model=model, backend=backend, progress=progress,
-                                   store=store)
+                                   store=store, late_interaction=late_interaction, compression=compression)
     results: list[MethodResult] = []
     try:
         for spec in specs:
