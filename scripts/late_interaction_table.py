@@ -11,13 +11,15 @@ Rows: bi-encoder CLS pooling (the [CLS] token vector of all-MiniLM-L6-v2), mean 
 the distilled bi-encoder (``--distilled``), ColBERT float16 / int8 / residual-4 / residual-2 (one
 multi-vector part each, centroids shared), the untrained MaxSim over the bi-encoder's token vectors
 (winnow/rerank/maxsim.py, reranker only) and the cross-encoder (reranker only, with its fitted dense mix).
+Where the ColBERT folder has a ``fusion.json`` (``winnow train fit-fusion`` on held-out training queries),
+two more rows a compression: MaxSim mixed with the dense score as the reranker of the dense top ``--depth``,
+and as a first stage over both first stages' top ``--depth`` (ColBERT's and dense's), ordered by the mix.
 Test sets are reported on, never tuned on: every setting here is fixed before running.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import tempfile
@@ -74,9 +76,11 @@ def main(argv=None) -> int:
         means, _ = evaluate_run(measures, ds.qrels, run, judged)
         return {"nDCG@10": round(means["nDCG@10"], 4), "R@100": round(next(v for k, v in means.items() if k.startswith("R")), 4)}
 
-    def dense_row(name: str, encode_docs, encode_query, dim: int):
+    def dense_row(name: str, encode_docs, encode_query, dim: int, keep: dict | None = None):
         t = time.perf_counter()
         matrix = np.asarray(encode_docs(texts), dtype=np.float32)
+        if keep is not None:  # the dense scores a fitted mix reads
+            keep["matrix"], keep["queries"] = matrix, {q: encode_query(text) for q, text in queries.items()}
         build = time.perf_counter() - t
         run, lat = {}, []
         for q, text in queries.items():
@@ -91,7 +95,8 @@ def main(argv=None) -> int:
         return run
 
     bi = BiEncoder(DEFAULT_BI_ENCODER)
-    dense = dense_row("bi-encoder mean pooling (today's)", bi.encode_documents, bi.encode_query, bi.dim)
+    dense_vectors: dict = {}
+    dense = dense_row("bi-encoder mean pooling (today's)", bi.encode_documents, bi.encode_query, bi.dim, dense_vectors)
     if "cls" not in args.skip:
         def cls(ts):  # the [CLS] row of each text's token vectors (unit length), 256 texts at a time
             return np.stack([m[0] for i in range(0, len(ts), 256) for m in bi.encode_tokens(ts[i : i + 256])])
@@ -140,7 +145,12 @@ def main(argv=None) -> int:
         from winnow.index.multivector import MultiVectorPart
         from winnow.index.residual import Compression, train_codebook
 
+        from winnow.rerank.mix import MixTable
+        from winnow.types import FirstStage as Stage
+
         enc = ColBERTEncoder(args.colbert)
+        table = MixTable.from_model_dir(enc.folder)
+        mix = table.for_stage(Stage.DENSE) if table is not None else None  # fitted on dev (fit-fusion)
         t = time.perf_counter()
         matrices = enc.encode_documents(texts)
         encode_s = time.perf_counter() - t
@@ -160,22 +170,32 @@ def main(argv=None) -> int:
                 part = MultiVectorPart.open(MultiVectorPart.write(Path(tmp) / comp.value, matrices, cb, comp), cb)
                 build = round(encode_s + cb_s + time.perf_counter() - t, 1)
                 per_passage = round(tokens * comp.bytes_per_token(enc.dim) / len(matrices) + 8, 1)  # + offsets
-                for use in ("first stage", "reranker"):
+                uses = ["first stage", "reranker"] + (["first stage, mixed with dense", "reranker, dense mix"] if mix else [])
+                for use in uses:
                     run, lat = {}, []
                     for q, text in queries.items():
                         t = time.perf_counter()
                         qv = enc.encode_queries([text])[0]
-                        if use == "first stage":
+                        if use.startswith("first stage"):
                             hits = part.search(qv, args.depth, nprobe=args.nprobe, candidates=args.candidates)
                             pairs = [(ids[r], float(s)) for r, s in zip(hits.rows, hits.scores)]
+                            if use != "first stage":  # both first stages' top depth, ordered by the fitted mix
+                                rows_ = np.union1d(hits.rows, [index_of[d] for d in candidates[q]])
+                                cos = dense_vectors["matrix"][rows_] @ dense_vectors["queries"][q]
+                                m = mix.apply(part.score(qv, rows_), cos)
+                                pairs = [(ids[rows_[i]], float(m[i])) for i in _top(m, args.depth)]
                         else:
                             rows_ = [index_of[d] for d in candidates[q]]
                             s = part.score(qv, rows_)
+                            if use != "reranker":
+                                s = mix.apply(s, np.asarray([sc for _, sc in dense[q]]))
                             pairs = sorted(((candidates[q][i], float(s[i])) for i in range(len(s))), key=lambda x: -x[1])
                         lat.append((time.perf_counter() - t) * 1000)
                         run[q] = pairs
-                    rows.append({"representation": f"ColBERT {comp.value} ({enc.dim} dims, {k} centroids)",
-                                 "use": use if use == "first stage" else f"reranker of dense top {args.depth}",
+                    label = use if use.startswith("first stage") else use.replace("reranker", f"reranker of dense top {args.depth}")
+                    if "mix" in use or "mixed" in use:
+                        label += f" (w {mix.weight})"
+                    rows.append({"representation": f"ColBERT {comp.value} ({enc.dim} dims, {k} centroids)", "use": label,
                                  "bytes_per_passage": per_passage, "bytes_per_token": comp.bytes_per_token(enc.dim),
                                  "build_s": build, "p50_ms": round(_p50(lat), 1), **score(run)})
                     print(rows[-1], file=sys.stderr)
