@@ -40,6 +40,7 @@ from typing import Any, Mapping, Sequence
 
 from winnow.encode.colbert import ColBERTConfig
 from winnow.errors import InvalidArgumentError
+from winnow.train.config_rules import check_rules, config_json
 from winnow.train.data import TrainingExample
 from winnow.train.precision import Precision, check_precision_and_device
 from winnow.train.teacher import DistillExample
@@ -108,16 +109,14 @@ class ColBERTTrainConfig:
             ("logging_steps", self.logging_steps >= 1, ">= 1"),
             ("eval_depth", self.eval_depth >= 2, ">= 2"),
         ]
-        for name, ok, rule in checks:
-            if not ok:
-                raise InvalidArgumentError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+        check_rules(self, checks)
         self.model_config()  # dim and lengths checked there
 
     def model_config(self) -> ColBERTConfig:
         return ColBERTConfig(dim=self.dim, query_length=self.query_length, document_length=self.document_length)
 
     def to_json(self) -> dict:
-        return {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(self).items()}
+        return config_json(self)
 
 
 @dataclass(frozen=True)

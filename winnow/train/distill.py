@@ -19,12 +19,12 @@ loads), with ``training.json`` and ``README.md``.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
-from enum import Enum
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from winnow.errors import InvalidArgumentError
+from winnow.train.config_rules import check_rules, config_json
 from winnow.train.data import TrainingExample
 from winnow.train.precision import Precision, check_precision_and_device
 from winnow.train.teacher import DistillExample
@@ -53,7 +53,7 @@ class BiEncoderDistillConfig:
 
     def __post_init__(self) -> None:
         check_precision_and_device(self)
-        for name, ok, rule in [
+        check_rules(self, [
             ("negatives", self.negatives >= 1, ">= 1"),
             ("scale", self.scale > 0, "> 0"),
             ("in_batch_weight", self.in_batch_weight >= 0, ">= 0"),
@@ -63,12 +63,10 @@ class BiEncoderDistillConfig:
             ("max_length", self.max_length >= 16, ">= 16"),
             ("save_steps", self.save_steps >= 1, ">= 1"),
             ("eval_depth", self.eval_depth >= 2, ">= 2"),
-        ]:
-            if not ok:
-                raise InvalidArgumentError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+        ])
 
     def to_json(self) -> dict:
-        return {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(self).items()}
+        return config_json(self)
 
 
 @dataclass(frozen=True)

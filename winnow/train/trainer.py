@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 
 from winnow.errors import InvalidArgumentError, MissingDependencyError
 from winnow.train.base_model import POOLER_INITS, load_base
+from winnow.train.config_rules import check_rules
 from winnow.train.data import TrainingExample, rows, to_dataset
 from winnow.train.precision import Precision, check_precision_and_device, resolve_precision
 from winnow.train.teacher import DistillExample, teacher_pairs
@@ -83,9 +84,7 @@ class TrainConfig:
             ("eval_depth", self.eval_depth >= 2, ">= 2"),
             ("pooler_init", self.pooler_init in POOLER_INITS, f"one of {', '.join(POOLER_INITS)}"),
         ]
-        for name, ok, rule in checks:
-            if not ok:
-                raise InvalidArgumentError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+        check_rules(self, checks)
         if self.best_by is not None and self.save_steps % self.eval_steps:
             raise InvalidArgumentError(
                 f"best_by needs save_steps to be a multiple of eval_steps, got {self.save_steps} and {self.eval_steps}"
