@@ -441,7 +441,9 @@ def test_calibrate_fits_probabilities_on_held_out_queries_and_ranking_carries_th
     for h in ranking.hits:
         assert h.probability == pytest.approx(float(table.reranker.apply([h.rerank_score])[0]), abs=1e-9)
     cut = min(h.probability for h in ranking.hits) + 1e-9
-    assert all(h.probability >= cut for h in keep_probable(ranking, cut).hits) and len(keep_probable(ranking, cut)) < 5
+    kept = keep_probable(ranking, cut)
+    assert all(h.probability >= cut for h in kept.hits) and len(kept) < 5
+    assert kept.rerank_stats == ranking.rerank_stats and kept.rerank_stats.read == 5 and kept.timings_ms == ranking.timings_ms
     with pytest.raises(InvalidArgumentError, match="needs calibrated probabilities"):
         keep_probable(CrossEncoderReranker(str(tiny_cross_encoder_path), cache=False).rank("q", hits), 0.5)
 

@@ -232,8 +232,9 @@ def _check(s: np.ndarray, y: np.ndarray) -> None:
 
 
 def keep_probable(ranking, min_probability: float):
-    """The ranking's hits whose calibrated probability is at least ``min_probability`` (ranks kept)."""
-    from winnow.types import Ranking
+    """The ranking's hits whose calibrated probability is at least ``min_probability`` (ranks, timings and
+    what the rerank stage read kept)."""
+    from dataclasses import replace
 
     if not 0.0 <= min_probability <= 1.0:
         raise InvalidArgumentError(f"min_probability must be in 0..1, got {min_probability!r}")
@@ -242,7 +243,7 @@ def keep_probable(ranking, min_probability: float):
             "a probability threshold needs calibrated probabilities: rerank with a model that ships "
             "calibration.json (winnow train calibrate MODEL --dev FILE... fits one)"
         )
-    return Ranking(ranking.query, tuple(h for h in ranking.hits if h.probability >= min_probability), ranking.timings_ms)
+    return replace(ranking, hits=tuple(h for h in ranking.hits if h.probability >= min_probability))
 
 
 # -- the shipped table -----------------------------------------------------------------------------------------
