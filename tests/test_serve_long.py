@@ -1,6 +1,7 @@
 """``winnow serve`` and long documents / budgets: TEI's ``truncate`` and ``truncation_direction`` and winnow's
 windows on ``/rerank``, ``budget_ms`` and ``max_windows`` on search, and the token counts in ``/metrics``.
-The real server (no model flags: winnow's shipped reranker) in a child process, over real HTTP."""
+The real server (winnow's shipped reranker, the default, and its distilled 3-layer one for cascades) in a child
+process, over real HTTP."""
 
 from __future__ import annotations
 
@@ -21,13 +22,17 @@ FILLER = " ".join(
     f"On day {i} the regional water board met again and argued at length about the price of new pipes." for i in range(40)
 )
 LONG_DOC = FILLER[:2500] + " " + ANSWER + " " + FILLER[2500:]  # as in test_windows: the answer about 550 tokens in
+SMALL = "winnow-reranker-minilm-l3-distilled"
 SHORT = "Plants need water and light to grow, and gardeners water them in the morning."
 
 
 @pytest.fixture(scope="module")
 def client(demo_collection, tmp_path_factory):
     work = tmp_path_factory.mktemp("serve-long")
-    proc = ServerProcess(demo_collection.path.parent, [], log_path=work / "server.log")
+    from winnow.models.resolve import SHIPPED_RERANKER
+
+    proc = ServerProcess(demo_collection.path.parent, ["--rerank-model", SHIPPED_RERANKER, "--rerank-model", SMALL],
+                         log_path=work / "server.log")
     proc.start()
     with httpx.Client(base_url=proc.url, timeout=300) as c:
         yield c
@@ -92,3 +97,26 @@ def test_search_with_a_zero_budget_keeps_the_first_stages_order(client, demo_col
     assert all(h["read_tokens"] > 0 and h["rerank_score"] is not None for h in windows.json()["hits"])
     bad = client.post(f"/collections/{name}/search", json={"query": QUERY, "budget_ms": -1})
     assert bad.status_code == 422
+
+
+def test_search_with_a_cascade_ranks_as_the_library_does(client, demo_collection):
+    """``cascade``: the small served reranker reads all candidates, the default the best cascade_depth; the
+    same hits and scores as ``with_cascade`` in the library."""
+    from winnow.models.resolve import SHIPPED_RERANKER
+    from winnow.rerank.cascade import with_cascade
+    from winnow.rerank.cross_encoder import CrossEncoderReranker
+
+    name = demo_collection.name
+    r = client.post(f"/collections/{name}/search", json={"query": QUERY, "depth": 30, "top_k": 10, "cascade": SMALL,
+                                                          "cascade_depth": 5})
+    assert r.status_code == 200, r.text
+    reranker = with_cascade(CrossEncoderReranker(SHIPPED_RERANKER, cache=False), SMALL, first_depth=30, depth=5, cache=False)
+    want = demo_collection.search(QUERY, depth=30, top_k=10, reranker=reranker)
+    assert [h["doc_id"] for h in r.json()["hits"]] == want.doc_ids
+    assert [h["score"] for h in r.json()["hits"]] == pytest.approx([h.score for h in want.hits], abs=1e-3)
+    unread = [h for h in r.json()["hits"][5:]]
+    assert unread and all(h["rerank_score"] is not None for h in unread)  # the small reranker's scores
+    bad = client.post(f"/collections/{name}/search", json={"query": QUERY, "cascade": "nope"})
+    assert bad.status_code == 422 and "cascade: reranker model 'nope' is not served here" in bad.json()["error"]["message"]
+    alone = client.post(f"/collections/{name}/search", json={"query": QUERY, "cascade": SMALL, "rerank": False})
+    assert alone.status_code == 422 and "needs rerank set" in alone.json()["error"]["message"]

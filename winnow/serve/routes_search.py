@@ -33,6 +33,8 @@ def search_router(ctx: AppContext):
         depth = req.depth if req.depth is not None else max(100, req.top_k)
         if reranker is not None and depth < req.top_k:  # as the library and the CLI refuse it
             raise ApiError(422, f"depth must be >= top_k ({req.top_k}) so the reranker has enough candidates, got {depth}")
+        if req.cascade is not None:
+            reranker = _with_cascade(registry, reranker, req, depth)
         top_k = req.top_k
         both = req.include_first_stage and reranker is not None  # rerank every candidate, split below
         start = time.perf_counter()
@@ -83,6 +85,22 @@ def _first_stage_calibrator(col, req: S.SearchRequest):
         if req.min_probability is not None:
             raise
         return None
+
+
+def _with_cascade(registry, reranker, req: S.SearchRequest, depth: int):
+    """The request's cascade: its served small reranker reads all ``depth`` candidates, ``reranker`` the best
+    ``cascade_depth`` (as ``winnow search --cascade``)."""
+    from winnow.rerank.cascade import with_cascade
+    from winnow.rerank.cross_encoder import CrossEncoderReranker
+
+    if not isinstance(reranker, CrossEncoderReranker):
+        raise ApiError(422, "cascade puts a small reranker before the cross-encoder reranker: it needs rerank set to "
+                       "a served cross-encoder (not false or 'late')")
+    try:
+        small = registry.reranker(registry.rerank_name(req.cascade))
+    except ModelNotServedError as exc:
+        raise ApiError(422, f"cascade: {exc}") from None
+    return with_cascade(reranker, small, first_depth=depth, depth=req.cascade_depth)
 
 
 def _rerank_stage(req: S.SearchRequest) -> dict:

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from winnow.collection import NAME_RE, CollectionInfo
 from winnow.collection_merge import MergeReport
 from winnow.errors import InvalidArgumentError
+from winnow.rerank.cascade import DEFAULT_CASCADE_DEPTH
 from winnow.rerank.reading import MAX_WINDOWS
 from winnow.retrieve.filters import check_filter
 
@@ -235,6 +236,13 @@ class SearchRequest(Body):
     include_first_stage: StrictBool = Field(
         False, description="also return the first stage's own top_k hits in its order (first_stage), to see what "
         "reranking changed"
+    )
+    cascade: Text | None = Field(
+        None, description="a served small reranker (e.g. winnow-reranker-minilm-l3-distilled) that reads every "
+        "candidate first; the reranker then reads only the best cascade_depth of its order"
+    )
+    cascade_depth: bounded(1, MAX_DEPTH) = Field(
+        DEFAULT_CASCADE_DEPTH, description="with cascade: candidates the reranker reads"
     )
 
     def late_rerank(self) -> bool:
