@@ -13,7 +13,7 @@ from pathlib import Path
 from winnow.errors import InvalidArgumentError
 
 COPIED = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "config.json",
-          "colbert.json", "projection.npy", "README.md", "training.json")
+          "colbert.json", "projection.npy", "README.md", "training.json", "fusion.json")
 
 
 @dataclass(frozen=True)
