@@ -25,9 +25,9 @@ from typing import Sequence
 import numpy as np
 
 from winnow.errors import IncompatibleCollectionError, InvalidArgumentError
+from winnow.models.resolve import COLBERT_CONFIG as CONFIG_FILE  # a ColBERT folder's config file
 
 FORMAT_VERSION = 1
-CONFIG_FILE = "colbert.json"
 PROJECTION_FILE = "projection.npy"
 DIMS = (96, 128)
 

@@ -24,12 +24,15 @@ from enum import Enum
 from pathlib import Path
 from typing import Mapping
 
-from winnow.models.resolve import BUNDLED_PACKAGES, DEFAULT_RERANKER, SHIPPED_DIR, _bundled, shipped_models
+from winnow.models.resolve import (
+    BUNDLED_PACKAGES, DEFAULT_RERANKER, SHIPPED_DIR, _bundled, shipped_late_interaction_models, shipped_models,
+)
 
 
 class ModelKind(str, Enum):
     RERANKER = "reranker"
     BI_ENCODER = "bi-encoder"
+    LATE_INTERACTION = "late-interaction"  # a ColBERT model (token vectors, MaxSim)
 
 
 class ModelSource(str, Enum):
@@ -117,7 +120,8 @@ def _card_quality(info: Mapping) -> dict[str, float]:
     out = {}
     for report in info.get("evaluation") or []:
         methods = report.get("methods") or {}
-        scored = methods.get("dense>rerank") or next((v for k, v in methods.items() if k.endswith(">rerank")), None)
+        scored = (methods.get("dense>rerank") or methods.get("dense>late")
+                  or next((v for k, v in methods.items() if k.endswith((">rerank", ">late"))), None))
         if scored and "nDCG@10" in scored:
             out[report.get("dataset", "?")] = float(scored["nDCG@10"])
     return out
@@ -153,13 +157,15 @@ def list_models() -> list[ModelEntry]:
     """Every model that runs offline here, rerankers first; no model is loaded."""
     here = measured_here()
     entries: list[ModelEntry] = []
-    for name in shipped_models():
+    shipped = [(n, ModelKind.RERANKER) for n in shipped_models()]
+    shipped += [(n, ModelKind.LATE_INTERACTION) for n in shipped_late_interaction_models()]
+    for name, kind in shipped:
         folder = SHIPPED_DIR / name
         info = {}
         if (folder / "training.json").is_file():
             info = json.loads((folder / "training.json").read_text(encoding="utf-8"))
         speed = _speed(here.get(name)) or _speed((info.get("shipped") or {}).get("speed"))
-        entries.append(ModelEntry(ModelKind.RERANKER, name, ModelSource.SHIPPED, folder, _folder_size(folder),
+        entries.append(ModelEntry(kind, name, ModelSource.SHIPPED, folder, _folder_size(folder),
                                   default=name == DEFAULT_RERANKER, quality=_card_quality(info), speed=speed))
     for name in BUNDLED_PACKAGES:
         folder = _bundled(name)
@@ -173,7 +179,8 @@ def list_models() -> list[ModelEntry]:
         if name not in known:
             entries.append(ModelEntry(_kind_of(folder), name, ModelSource.CACHED, folder, _folder_size(folder),
                                       speed=_speed(here.get(name))))
-    return sorted(entries, key=lambda e: (e.kind is not ModelKind.RERANKER, not e.default, e.name))
+    order = list(ModelKind)
+    return sorted(entries, key=lambda e: (order.index(e.kind), not e.default, e.name))
 
 
 # -- measuring -------------------------------------------------------------------------------------------------
@@ -192,6 +199,8 @@ def measure(entry: ModelEntry, *, rounds: int = 3) -> Speed:
     """Time ``entry`` here on the fixed workload (best of ``rounds``, after one warm-up call)."""
     if entry.kind is ModelKind.RERANKER:
         return measure_reranker(entry.path, rounds=rounds)
+    if entry.kind is ModelKind.LATE_INTERACTION:
+        return measure_colbert(entry.path, rounds=rounds)
     return measure_bi_encoder(entry.path, rounds=rounds)
 
 
@@ -209,6 +218,15 @@ def measure_bi_encoder(folder: Path | str, *, rounds: int = 3) -> Speed:
 
     _, passages = _workload()
     model = BiEncoder(str(folder))
+    return _best(lambda: model.encode_documents(passages), len(passages), "docs/s", model.backend, rounds)
+
+
+def measure_colbert(folder: Path | str, *, rounds: int = 3) -> Speed:
+    """Documents a second whose token vectors the ColBERT model in ``folder`` writes (what indexing costs)."""
+    from winnow.encode.colbert import ColBERTEncoder
+
+    _, passages = _workload()
+    model = ColBERTEncoder(folder)
     return _best(lambda: model.encode_documents(passages), len(passages), "docs/s", model.backend, rounds)
 
 

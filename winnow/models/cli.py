@@ -32,7 +32,8 @@ def cmd_models(args) -> int:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
-    print(f"\nnDCG@10: rerankers rerank the dense top 100, bi-encoders are the dense first stage "
+    print(f"\nnDCG@10: rerankers rerank the dense top 100 (late-interaction models: by MaxSim over stored token "
+          f"vectors, with their fitted dense mix), bi-encoders are the dense first stage "
           f"(winnow eval on the MS MARCO TREC DL and DBpedia-Entity test subsets, docs/reranker.md). This machine: {cpu_line()}.")
     if not args.measure:
         print("Speeds are from each model's card unless measured here: `winnow models --measure` times them on this CPU.")

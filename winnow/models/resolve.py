@@ -75,11 +75,24 @@ def _shipped(name: str) -> Path | None:
 
 
 def shipped_models() -> list[str]:
-    """The names of the models that ship inside winnow (``winnow/shipped/<name>``): the default first."""
+    """The names of the rerankers (cross-encoders) that ship inside winnow (``winnow/shipped/<name>``): the
+    default first. ColBERT models shipped there are :func:`shipped_late_interaction_models`."""
+    names = [p.name for p in _shipped_folders() if not (p / COLBERT_CONFIG).is_file()]
+    return sorted(names, key=lambda n: n != DEFAULT_RERANKER)
+
+
+def shipped_late_interaction_models() -> list[str]:
+    """The names of the ColBERT (late-interaction) models that ship inside winnow."""
+    return [p.name for p in _shipped_folders() if (p / COLBERT_CONFIG).is_file()]
+
+
+COLBERT_CONFIG = "colbert.json"  # what marks a ColBERT model folder (winnow.encode.colbert)
+
+
+def _shipped_folders() -> list[Path]:
     if not SHIPPED_DIR.is_dir():
         return []
-    names = sorted(p.name for p in SHIPPED_DIR.iterdir() if p.is_dir() and (p / "config.json").is_file())
-    return sorted(names, key=lambda n: n != DEFAULT_RERANKER)
+    return sorted((p for p in SHIPPED_DIR.iterdir() if p.is_dir() and (p / "config.json").is_file()), key=lambda p: p.name)
 
 
 def _hub(name: str) -> Path:

@@ -109,7 +109,7 @@ def cmd_train_small_reranker(args) -> int:
 def cmd_ship_colbert(args) -> int:
     from winnow.train.ship_colbert import ship_colbert
 
-    shipped = ship_colbert(args.model, args.output)
+    shipped = ship_colbert(args.model, args.output, reports=args.report or ())
     print(f"wrote {shipped.folder} ({shipped.size_bytes / 1e6:.1f} MB); int8 vs torch token vectors: min cosine "
           f"{shipped.min_cosine:.4f}, same MaxSim order: {'yes' if shipped.same_order else 'NO'}")
     return 0
@@ -201,4 +201,6 @@ def register(tsub) -> None:
     )
     s.add_argument("model", help="trained ColBERT folder (<run>/model)")
     s.add_argument("--output", "-o", required=True, metavar="DIR", help="the ONNX-only folder to write")
+    s.add_argument("--report", nargs="+", metavar="REPORT",
+                   help="winnow eval --late-interaction report.json files whose test results the card shows")
     s.set_defaults(func=cmd_ship_colbert)

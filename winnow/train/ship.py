@@ -78,7 +78,7 @@ def ship_reranker(
     from winnow.train.data import trained_model_folder
 
     source = trained_model_folder(model_dir)
-    evaluation = [evaluation_entry(_read_report(r)) for r in reports]
+    evaluation = [evaluation_entry(read_report(r)) for r in reports]
     if evaluation and not (source / "training.json").is_file():
         raise InvalidArgumentError(f"{str(source)!r} has no training.json: test results go into a winnow-trained model's card")
     target = Path(target)
@@ -116,7 +116,8 @@ def ship_reranker(
     return ShippedModel(target, size, diffs, same)
 
 
-def _read_report(path: Path | str) -> dict:
+def read_report(path: Path | str) -> dict:
+    """A ``winnow eval`` report.json, or a typed error saying what it is not."""
     try:
         report = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from winnow.errors import InvalidArgumentError
 
@@ -24,7 +25,11 @@ class ShippedColBERT:
     same_order: bool  # MaxSim orders each check query's passages the same with both
 
 
-def ship_colbert(model_dir: str | Path, target: str | Path) -> ShippedColBERT:
+def ship_colbert(model_dir: str | Path, target: str | Path, *, reports: Sequence[Path | str] = ()) -> ShippedColBERT:
+    """The ONNX-only copy of the ColBERT model in ``model_dir`` at ``target`` (replaced if present);
+    ``reports``: ``winnow eval --late-interaction`` report.json files whose results the shipped card shows."""
+    import json
+
     import numpy as np
 
     from winnow.encode.colbert import CONFIG_FILE, ONNX_MANIFEST, ColBERTEncoder
@@ -33,8 +38,11 @@ def ship_colbert(model_dir: str | Path, target: str | Path) -> ShippedColBERT:
     from winnow.models.export import exported_model, quantize
     from winnow.models.resolve import ResolvedModel
     from winnow.storage import replacing_folder, write_json_atomic
-    from winnow.train.ship import CHECK_PAIRS
+    from winnow.models.catalog import measure_colbert
+    from winnow.train.card import evaluation_entry, write_card
+    from winnow.train.ship import CHECK_PAIRS, read_report
 
+    evaluation = [evaluation_entry(read_report(r)) for r in reports]
     source = Path(model_dir)
     if not (source / CONFIG_FILE).is_file() or not (source / "model.safetensors").is_file():
         raise InvalidArgumentError(f"{str(model_dir)!r} is not a trained ColBERT folder (colbert.json and model.safetensors); give <run>/model")
@@ -64,5 +72,10 @@ def ship_colbert(model_dir: str | Path, target: str | Path) -> ShippedColBERT:
         manifest["check"] = {"texts": len(CHECK_PAIRS) + len(queries), "min_token_cosine_vs_torch": round(min(cosines), 5),
                              "same_order": same}
         write_json_atomic(tmp / ONNX_MANIFEST, manifest)
+        if (tmp / "training.json").is_file():  # the card: test results given, the speed and the CPU it was measured on
+            info = json.loads((tmp / "training.json").read_text(encoding="utf-8"))
+            info["shipped"] = {"name": target.name, "backend": "onnx-int8", "quantization": manifest["quantization"],
+                               "speed": measure_colbert(tmp).to_json()}
+            write_card(tmp, {**info, **({"evaluation": evaluation} if evaluation else {})})
     size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
     return ShippedColBERT(target, size, min(cosines), same)
