@@ -84,6 +84,7 @@ class CollectionInfo:
     segments: int = 0
     tombstones: int = 0  # dead chunks still held by segments, until a merge purges them
     store: str = "local"  # where the first stage lives: local segments, milvus-lite or milvus
+    late_interaction: str | None = None  # the ColBERT model whose token vectors it keeps, and how: "MODEL (residual-2)"
     problem: str | None = None  # set where the collection is damaged: what is wrong and how to repair it
 
 
@@ -317,6 +318,7 @@ class Collection(ReadSnapshot, WritePath, MergePath):
 
     def info(self) -> CollectionInfo:
         c = self.manifest
+        late = self.late_settings
         return CollectionInfo(
             name=self.name,
             path=self.path,
@@ -331,6 +333,7 @@ class Collection(ReadSnapshot, WritePath, MergePath):
             store=(c.get("store") or {}).get("kind", "local"),
             segments=len(c.get("segments") or ()),
             tombstones=int(c["counts"].get("tombstones", 0)),
+            late_interaction=None if late is None else f"{late.model} ({late.compression.value})",
         )
 
     def get(self, ids: Sequence[str]) -> dict[str, Document]:
