@@ -311,6 +311,14 @@ def test_cli_train_colbert_end_to_end(tmp_path, capsys):
     held_out = {f"q{i}" for i in range(16)} - set(scored)
     assert len(held_out) == 4  # the dev queries: never scored for training
     assert "model:" in capsys.readouterr().out
+    # the same held-out queries fit its mix with the dense score; the ColBERT card then shows it, and the
+    # shipped form carries both
+    assert main(["train", "fit-fusion", str(out / "model"), "--dev", str(mined), "--dev-per-file", "4", "--eval-depth", "4"]) == 0
+    assert "## Mixing with the first stage" in (out / "model" / "README.md").read_text()
+    assert json.loads((out / "model" / "training.json").read_text())["fusion"]["first_stages"]["dense"]["dev_queries"] == 4
+    assert main(["train", "ship-colbert", str(out / "model"), "-o", str(tmp_path / "shipped")]) == 0
+    card = (tmp_path / "shipped" / "README.md").read_text()
+    assert "shipped form" in card and "docs/s of token vectors" in card and (tmp_path / "shipped" / "fusion.json").is_file()
 
 
 def test_importing_the_late_interaction_modules_loads_no_heavy_library():

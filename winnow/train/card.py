@@ -160,15 +160,15 @@ def render(info: Mapping[str, Any]) -> str:
                   "`base_*` is the first stage's own order of the same candidates.", "",
                   "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(dev.items())]
-    lines += _fusion_lines(info.get("fusion"))
+    lines += fusion_lines(info.get("fusion"))
     lines += _calibration_lines(info.get("calibration"))
-    lines += _evaluation_lines(info.get("evaluation") or [])
+    lines += evaluation_lines(info.get("evaluation") or [])
     lines += ["", "## Command", "```", info.get("command") or "(called from Python)", "```", "",
               "## Licence of the data and attribution", *_licence_lines(info), ""]
     return "\n".join(lines)
 
 
-def _fusion_lines(fusion: Mapping[str, Any] | None) -> list[str]:
+def fusion_lines(fusion: Mapping[str, Any] | None) -> list[str]:
     if not fusion:
         return []
     stages = fusion.get("first_stages") or ({"dense": fusion} if "weight_reranker" in fusion else {})
@@ -255,7 +255,7 @@ def evaluation_entry(report: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _evaluation_lines(entries) -> list[str]:
+def evaluation_lines(entries) -> list[str]:
     if not entries:
         return []
     lines = ["", "## Evaluation on test sets (`winnow eval`; reported after training, nothing chosen from them)"]

@@ -183,7 +183,6 @@ def cmd_ship(args) -> int:
 
 def cmd_fit_fusion(args) -> int:
     from winnow.rerank.mix import FILENAME, merge_fusion
-    from winnow.train.card import write_card
     from winnow.storage import write_json_atomic
     from winnow.train.data import merge_by_query, read_training_file, trained_model_folder
     from winnow.train.fusion_fit import fit_on_dev
@@ -208,10 +207,23 @@ def cmd_fit_fusion(args) -> int:
     write_json_atomic(path, fusion)
     if (model_dir / "training.json").is_file():
         info = json.loads((model_dir / "training.json").read_text(encoding="utf-8"))
-        write_card(model_dir, {**info, "fusion": fusion})
+        _card_writer(model_dir)(model_dir, {**info, "fusion": fusion})
     print(f"{path}: {stage.value} weight {fit.weight} on {fit.queries} dev queries; nDCG@10 first stage "
           f"{fit.first_stage:.4f}, reranker {fit.reranker:.4f}, mix {fit.best:.4f}")
     return 0
+
+
+def _card_writer(model_dir: Path):
+    """How a model folder's card is written: a ColBERT folder's (it has ``colbert.json``) or a reranker's."""
+    from winnow.encode.colbert import CONFIG_FILE
+
+    if (model_dir / CONFIG_FILE).is_file():
+        from winnow.train.colbert import write_colbert_card
+
+        return write_colbert_card
+    from winnow.train.card import write_card
+
+    return write_card
 
 
 def _raw_scorer(model_dir: Path):

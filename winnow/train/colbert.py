@@ -401,15 +401,26 @@ def _load_optimizer(optimizer, folder: Path) -> None:
 
 def _save_model_atomically(module, tokenizer, mcfg, model_dir: Path, info: Mapping[str, Any]) -> None:
     from winnow.encode.colbert import save_model
-    from winnow.storage import replacing_folder, write_json_atomic, write_text_atomic
+    from winnow.storage import replacing_folder
 
     with replacing_folder(model_dir) as tmp:
         save_model(module, tokenizer, mcfg, tmp)
-        write_json_atomic(tmp / "training.json", dict(info))
-        write_text_atomic(tmp / "README.md", _card(info))
+        write_colbert_card(tmp, info)
+
+
+def write_colbert_card(folder: str | Path, info: Mapping[str, Any]) -> None:
+    """A ColBERT folder's ``training.json`` and ``README.md`` (with its fitted mix, shipped form and test
+    results where ``info`` has them)."""
+    from winnow.storage import write_json_atomic, write_text_atomic
+
+    folder = Path(folder)
+    write_json_atomic(folder / "training.json", dict(info))
+    write_text_atomic(folder / "README.md", _card(info))
 
 
 def _card(info: Mapping[str, Any]) -> str:
+    from winnow.train.card import evaluation_lines, fusion_lines
+
     c = info["config"]
     lines = [
         f"# {info.get('name', 'winnow ColBERT')}",
@@ -428,6 +439,16 @@ def _card(info: Mapping[str, Any]) -> str:
         if d:
             lines.append(f"- dev nDCG@10 {label} ({d['queries']} held-out training queries, mined top "
                          f"{c['eval_depth']} reranked): {d['model_ndcg@10']} (first stage {d['first_stage_ndcg@10']})")
+    shipped = info.get("shipped")
+    if shipped:
+        speed = shipped.get("speed")
+        lines += ["", f"This folder is its shipped form (`winnow train ship-colbert`): the encoder as one "
+                  f"{shipped.get('backend')} ONNX file ({shipped.get('quantization')} quantization), `projection.npy`, "
+                  f"the tokenizer and this card. Use it with `winnow index ... --late-interaction {shipped.get('name')}`."
+                  + (f" Speed: {speed['value']:,.0f} {speed['unit']} of token vectors ({speed['backend']}, {speed['cpu']})."
+                     if speed else "")]
+    lines += fusion_lines(info.get("fusion"))
+    lines += evaluation_lines(info.get("evaluation"))
     if info.get("command"):
         lines += ["", "```", info["command"], "```"]
     return "\n".join(lines) + "\n"

@@ -39,7 +39,8 @@ def ship_colbert(model_dir: str | Path, target: str | Path, *, reports: Sequence
     from winnow.models.resolve import ResolvedModel
     from winnow.storage import replacing_folder, write_json_atomic
     from winnow.models.catalog import measure_colbert
-    from winnow.train.card import evaluation_entry, write_card
+    from winnow.train.card import evaluation_entry
+    from winnow.train.colbert import write_colbert_card
     from winnow.train.ship import CHECK_PAIRS, read_report
 
     evaluation = [evaluation_entry(read_report(r)) for r in reports]
@@ -76,6 +77,6 @@ def ship_colbert(model_dir: str | Path, target: str | Path, *, reports: Sequence
             info = json.loads((tmp / "training.json").read_text(encoding="utf-8"))
             info["shipped"] = {"name": target.name, "backend": "onnx-int8", "quantization": manifest["quantization"],
                                "speed": measure_colbert(tmp).to_json()}
-            write_card(tmp, {**info, **({"evaluation": evaluation} if evaluation else {})})
+            write_colbert_card(tmp, {**info, **({"evaluation": evaluation} if evaluation else {})})
     size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
     return ShippedColBERT(target, size, min(cosines), same)
