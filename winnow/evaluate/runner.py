@@ -441,12 +441,20 @@ def evaluate(
         depth=depth,
         run_depth=run_depth,
         batch_size=batch_size,
-        reranker=getattr(reranker, "name", None) if reranker is not None else None,
+        reranker=_reranker_name(reranker, specs, late_interaction),
         corpus=cache,
         methods=tuple(results),
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         query_texts={q: dataset.queries[q] for q in dataset.judged},
     )
+
+
+def _reranker_name(reranker, specs: Sequence[MethodSpec], late_interaction: str | None) -> str | None:
+    """What the report names as the second stage: the cross-encoder, and/or the stored-vector MaxSim."""
+    names = [getattr(reranker, "name", None)] if reranker is not None else []
+    if any(s.late for s in specs):
+        names.append(f"late:{late_interaction}")
+    return " and ".join(n for n in names if n) or None
 
 
 def _make_reranker(model: str | None, methods: list[str], max_length: int | None, backend: str | None):
