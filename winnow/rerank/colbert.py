@@ -68,7 +68,9 @@ class StoredMaxSimReranker(Reranker):
             self.mixes = MixTable.from_model_dir(resolve_model(self.model).path)
 
     def warm_up(self) -> "StoredMaxSimReranker":
+        """Load the ColBERT encoder and open the collection's token-vector parts now, not on the first query."""
         self.collection.late_encoder.encode_queries(["load the late-interaction encoder now"])
+        self.collection.late_view()
         return self
 
     def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
