@@ -166,11 +166,24 @@ def encode(codebook: Codebook, vectors: np.ndarray) -> Codes:
 
 
 def decode(codebook: Codebook, codes: Codes) -> np.ndarray:
-    """(n, dim) float32 unit rows: centroid + bucket values."""
-    buckets = unpack(codes.packed, codebook.bits, codebook.dim)
-    weights = np.asarray(codebook.weights)
-    values = np.asarray(codebook.centroids)[codes.centroid] + weights[np.arange(codebook.dim)[None, :], buckets]
-    return _unit(values)
+    """(n, dim) float32 unit rows: centroid + bucket values. Each packed byte is looked up whole in a table of
+    the residual values it stands for (:func:`byte_table`), not unpacked dimension by dimension."""
+    packed = np.asarray(codes.packed)
+    table = byte_table(np.asarray(codebook.weights), codebook.bits)
+    residual = table[np.arange(packed.shape[1])[None, :], packed].reshape(len(packed), codebook.dim)
+    return _unit(np.asarray(codebook.centroids)[codes.centroid] + residual)
+
+
+def byte_table(weights: np.ndarray, bits: int) -> np.ndarray:
+    """(dim / per, 256, per) float32, per = 8 / bits: ``table[g, b]`` is what byte value ``b`` at byte ``g`` of
+    a packed row decodes to, the bucket values of dimensions ``g * per .. g * per + per - 1`` (as :func:`pack`
+    lays them out, low bits first)."""
+    _check_bits(bits)
+    per = 8 // bits
+    dim = weights.shape[0]
+    buckets = (np.arange(256)[:, None] >> (np.arange(per) * bits)[None, :]) & ((1 << bits) - 1)  # (256, per)
+    dims = np.arange(dim // per)[:, None, None] * per + np.arange(per)[None, None, :]  # (dim / per, 1, per)
+    return np.ascontiguousarray(weights[dims, buckets[None, :, :]], dtype=np.float32)
 
 
 def pack(codes: np.ndarray, bits: int) -> np.ndarray:
