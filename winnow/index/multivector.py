@@ -95,6 +95,13 @@ def compress(matrices: Sequence[np.ndarray], codebook: Codebook, compression: Co
     return StoredTokens(lengths, nearest_centroid(codebook.centroids, vectors), store)
 
 
+def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(s, e) for s, e in zip(starts, ends)])`` without the Python loop (int64)."""
+    lengths = np.asarray(ends, dtype=np.int64) - np.asarray(starts, dtype=np.int64)
+    before = np.cumsum(lengths) - lengths  # where each range begins in the output
+    return np.repeat(np.asarray(starts, dtype=np.int64) - before, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
+
+
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` best scores, best first, ties by index (deterministic)."""
     k = min(k, len(scores))
@@ -187,8 +194,7 @@ class MultiVectorPart:
     def _token_index(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The token positions of ``rows`` (concatenated) and each row's token count."""
         starts, ends = np.asarray(self.offsets[rows]), np.asarray(self.offsets[rows + 1])
-        index = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]) if len(rows) else np.zeros(0, np.int64)
-        return index, ends - starts
+        return _ranges(starts, ends), ends - starts
 
     def stored(self, rows: Sequence[int]) -> "StoredTokens":
         """The compressed tokens of ``rows`` as stored (what a merge copies)."""
@@ -233,7 +239,7 @@ class MultiVectorPart:
             return LateHits(np.zeros(0, np.int64), np.zeros(0, np.float32))
         if len(docs) > candidates:
             starts, ends = np.asarray(self.offsets[docs]), np.asarray(self.offsets[docs + 1])
-            index = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)])
+            index = _ranges(starts, ends)
             local = np.concatenate([[0], np.cumsum(ends - starts)])
             approx = np.maximum.reduceat(qc[:, np.asarray(self.centroid[index])], local[:-1], axis=1).sum(axis=0)
             docs = docs[_top(approx, candidates)]
