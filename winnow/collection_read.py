@@ -34,8 +34,11 @@ class ReadSnapshot:
         return self
 
     def warm_up(self, method: str = "hybrid") -> "ReadSnapshot":
-        """:meth:`load`, and load the encoder ``method`` encodes queries with (bm25: none; late: ColBERT's)."""
+        """:meth:`load`, and load what ``method`` reads queries with: the BM25 tokenizer (bm25, hybrid; imported on
+        first use), the bi-encoder (dense, hybrid), ColBERT's encoder (late)."""
         self.load()
+        if method in ("bm25", "hybrid") and len(self):
+            self.retriever("bm25").search("load the tokenizer now", 1)
         if method == "late":
             self.late_view()
             self.late_encoder.encode_queries(["load the late-interaction encoder now"])
