@@ -207,6 +207,8 @@ def test_cli_index_and_search_late(tmp_path, capsys, colbert_model_path):
     assert "leave out --rerank" in capsys.readouterr().err
     assert main([*home, "index", str(corpus), "-c", "li", "-q", "--compression", "float16"]) != 0
     assert "stores token vectors as int8, not float16" in capsys.readouterr().err
+    assert main([*home, "collections"]) == 0
+    assert f"+ late       {colbert_model_path} (int8)" in capsys.readouterr().out
 
 
 def test_the_server_searches_and_reranks_late_as_the_library_does(late_collection):

@@ -205,6 +205,8 @@ def cmd_collections(args) -> int:
             continue
         where = f"{i.segments} segment{'s' if i.segments != 1 else ''}" if i.store == "local" else i.store
         print(f"{i.name:<20} {i.documents:>9} {i.chunks:>8}  {where:<12} {i.model:<40} {i.updated}")
+        if i.late_interaction:
+            print(f"{'':<20} {'':>9} {'':>8}  {'+ late':<12} {i.late_interaction}")
     return 0
 
 
