@@ -225,25 +225,24 @@ def _with_token_vectors(path: Path, manifest: dict, rows, gen: int, progress: bo
     from dataclasses import replace
 
     from winnow.encode.colbert import ColBERTEncoder
-    from winnow.index.late import LateCodec, LateSettings, train_collection_codebook, write_codebook
-    from winnow.index.multivector import compress
+    from winnow.index.late import LateSettings, encode_tokens
     from winnow.index.residual import Codebook
 
     settings = LateSettings.from_manifest(manifest)
     if settings is None:
         return rows, None
-    matrices = ColBERTEncoder(settings.model).encode_documents(list(rows.texts), progress=progress)
+    encoder = ColBERTEncoder(settings.model)
     codebook = None
     if settings.codebook is not None:
         try:
             codebook = Codebook.load(path / settings.codebook)
-        except (OSError, ValueError, KeyError, CollectionDamagedError):
+        except (OSError, ValueError, KeyError, IncompatibleCollectionError):  # unreadable: a new one is trained
             codebook = None
-    if codebook is None or codebook.dim != matrices[0].shape[1]:
-        codebook = train_collection_codebook(matrices, settings.compression)
-        settings = replace(settings, codebook=write_codebook(path, gen, codebook))
-    manifest["late_interaction"] = settings.to_json()
-    return replace(rows, late=compress(matrices, codebook, settings.compression)), LateCodec(codebook, settings.compression)
+    if codebook is not None and codebook.dim != encoder.dim:
+        codebook = None
+    encoded = encode_tokens(encoder, rows.texts, settings, codebook, path, gen, progress=progress)
+    manifest["late_interaction"] = encoded.settings.to_json()
+    return replace(rows, late=encoded.tokens), encoded.codec
 
 
 def _latest_generation(path: Path, store) -> int:

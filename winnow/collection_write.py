@@ -88,7 +88,7 @@ class WritePath:
                 vectors = np.zeros((0, self.manifest.get("dim") or 0), dtype=np.float32)
             updated = sum(1 for d in changed if d.id in known)
             new_gen = gen + 1
-            late_tokens, codec, late_entry = self._encode_tokens(chunks, new_gen, progress)
+            late = self._encode_tokens(chunks, new_gen, progress)
             retired = self.store.live_chunk_keys(gen, [d.id for d in changed if d.id in known] + deleting)
             keys = self.store.write_generation(new_gen, changed, chunks, deleting)
             segments = list(self.manifest.get("segments") or ())
@@ -99,14 +99,14 @@ class WritePath:
                     chunk_idx=np.asarray([c.index for c in chunks], dtype=np.int32),
                     vectors=vectors,
                     texts=[c.content for c in chunks],
-                    late=late_tokens,
+                    late=late.tokens if late is not None else None,
                 )
                 if self.remote is not None:
                     metadata = {d.id: dict(d.metadata) for d in changed}
                     self.remote.insert(new_gen, rows.keys, rows.doc_ids, rows.chunk_idx, vectors, rows.texts,
                                        [metadata[d] for d in rows.doc_ids])
                 else:
-                    segments.append(self._write_segment(new_gen, rows, late=codec))
+                    segments.append(self._write_segment(new_gen, rows, late=late.codec if late is not None else None))
             # a remote store deleted the rows of earlier tombstones after their commits (see _commit)
             tombstones = Tombstones.of(retired) if self.remote is not None else self._tombstones().union(retired)
             counts = self.manifest["counts"]
@@ -119,7 +119,7 @@ class WritePath:
                     "chunks": counts["chunks"] + len(chunks) - len(retired),
                 },
                 dim=int(vectors.shape[1]) if len(vectors) else self.manifest.get("dim"),
-                late=late_entry,
+                late=late.settings.to_json() if late is not None and late.trained else None,
             )
             report = WriteReport(
                 added=len(changed) - updated,
@@ -142,26 +142,17 @@ class WritePath:
         return name
 
     def _encode_tokens(self, chunks, gen: int, progress: bool):
-        """Where the collection keeps late-interaction token vectors: the chunks' vectors compressed, the
-        codec, and the manifest entry to commit when this write trains the codebook (the first write with
-        chunks: it is written now as ``codebook-<gen>`` and named by the commit). (None, None, None) otherwise."""
-        from dataclasses import replace
-
-        from winnow.index.late import LateCodec, train_collection_codebook, write_codebook
-        from winnow.index.multivector import compress
+        """Where the collection keeps late-interaction token vectors, the chunks' (an
+        :class:`~winnow.index.late.EncodedTokens`; the first write with chunks trains the codebook, written now as
+        ``codebook-<gen>`` and named by the commit); None otherwise."""
+        from winnow.index.late import encode_tokens
 
         settings = self.late_settings
         if settings is None or not chunks:
-            return None, None, None
-        matrices = self.late_encoder.encode_documents([c.content for c in chunks], progress=progress)
-        entry = None
-        if settings.codebook is None:
-            codebook = train_collection_codebook(matrices, settings.compression)
-            entry = replace(settings, codebook=write_codebook(self.path, gen, codebook)).to_json()
-        else:
-            codebook = self.late_codebook()
-        codec = LateCodec(codebook, settings.compression)
-        return compress(matrices, codebook, settings.compression), codec, entry
+            return None
+        codebook = self.late_codebook() if settings.codebook is not None else None
+        return encode_tokens(self.late_encoder, [c.content for c in chunks], settings, codebook, self.path, gen,
+                             progress=progress)
 
     def _tombstones(self):
         name = self.manifest.get("tombstones")

@@ -24,6 +24,7 @@ import numpy as np
 
 from winnow.errors import IncompatibleCollectionError, InvalidArgumentError
 from winnow.index.base import SearchResult, check_k, empty_result
+from winnow.index.multivector import StoredTokens
 from winnow.index.residual import Codebook, Compression, train_codebook
 
 DEFAULT_COMPRESSION = Compression.RESIDUAL_2  # 26 bytes a token at 96 dims
@@ -100,6 +101,36 @@ class LateCodec:
 
     codebook: Codebook
     compression: Compression
+
+
+@dataclass(frozen=True)
+class EncodedTokens:
+    """Texts' token vectors as a segment stores them, the codec they were coded with, and the collection's
+    settings naming that codec's codebook (``trained``: the codebook is new, written by this call)."""
+
+    tokens: StoredTokens
+    codec: LateCodec
+    settings: LateSettings
+    trained: bool
+
+
+def encode_tokens(
+    encoder, texts: Sequence[str], settings: LateSettings, codebook: Codebook | None, collection: Path, generation: int,
+    *, progress: bool = False,
+) -> EncodedTokens:
+    """Encode ``texts`` with the ColBERT ``encoder`` and compress them against ``codebook``; with None, train a
+    codebook on these vectors and write it as ``codebook-<generation>`` (:func:`write_codebook`) first."""
+    from dataclasses import replace
+
+    from winnow.index.multivector import compress
+
+    matrices = encoder.encode_documents(list(texts), progress=progress)
+    trained = codebook is None
+    if codebook is None:
+        codebook = train_collection_codebook(matrices, settings.compression)
+        settings = replace(settings, codebook=write_codebook(collection, generation, codebook))
+    codec = LateCodec(codebook, settings.compression)
+    return EncodedTokens(compress(matrices, codebook, settings.compression), codec, settings, trained)
 
 
 class LateView:
