@@ -267,6 +267,7 @@ class Collection(ReadSnapshot, WritePath, MergePath):
     # -- models --------------------------------------------------------------------------------
     backend: str = "auto"  # the bi-encoder's backend (see use_backend); never recorded in the collection
     _codebook: tuple | None = None  # (name, Codebook) of the late-interaction codebook, once loaded
+    _late_rerankers: dict = {}  # use_mix -> the stored-vector reranker (a new dict per collection when set)
 
     def use_backend(self, backend: str) -> "Collection":
         """Encode with ``backend`` (auto, torch, onnx, onnx-int8) from now on. All give near-identical
@@ -427,7 +428,9 @@ class Collection(ReadSnapshot, WritePath, MergePath):
         from winnow.rerank.colbert import StoredMaxSimReranker
 
         self._require_late()
-        return StoredMaxSimReranker(self, use_mix=use_mix)
+        if use_mix not in self._late_rerankers:  # made once: a server asks on every search
+            self._late_rerankers = {**self._late_rerankers, use_mix: StoredMaxSimReranker(self, use_mix=use_mix)}
+        return self._late_rerankers[use_mix]
 
     def late_view(self, allowed: frozenset[str] | None = None):
         """The generation's token-vector parts with their live (and allowed) rows."""
